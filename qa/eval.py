@@ -1,0 +1,257 @@
+"""Evaluation harness: ``python -m qa.eval FOLDER [--json] [--modes dense,lexical,hybrid]``.
+
+Runs a benchmark folder through the same library code as the service and reports
+Recall@1, Recall@5, MRR@10, highlight accuracy and latency per retrieval mode.
+
+Two folder layouts are understood:
+- public passage sets (``../shared/evals``): ``passages.jsonl`` ({id, text, title}) and
+  ``questions.jsonl`` ({question, answer, passage_ids}); every passage is indexed as a
+  document, and a result is correct when its document is a gold passage id;
+- evidence sets (``evals/bundled-page``): ``documents.jsonl`` ({id, title?, path | text}),
+  ``questions.jsonl`` ({question, answer, evidence}) and optionally ``unanswerable.jsonl``;
+  a result is correct when its passage contains the evidence (compared without
+  whitespace and punctuation).
+
+Indexes are cached under ``.cache/eval/`` (vectors are reused by content), so a second
+run only pays for the questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import statistics
+import sys
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from qa.config import DEFAULT_MODEL, DEFAULT_MODELS_DIR, PROJECT_ROOT
+from qa.embedder import Embedder
+from qa.library import Hit, Library
+
+CACHE_DIR = PROJECT_ROOT / ".cache" / "eval"
+DEFAULT_MODES = ("lexical", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    answer: str = ""
+    gold_documents: frozenset[str] = frozenset()
+    evidence: str = ""
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    documents: list[dict]  # {id, title, text}
+    questions: list[Question]
+    unanswerable: list[Question]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def load_benchmark(folder: Path) -> Benchmark:
+    """Read a benchmark folder in either layout."""
+    if (folder / "passages.jsonl").exists():
+        documents = [
+            {"id": row["id"], "title": row.get("title"), "text": row["text"]}
+            for row in read_jsonl(folder / "passages.jsonl")
+        ]
+        questions = [
+            Question(row["id"], row["question"], row.get("answer", ""), frozenset(row["passage_ids"]),
+                     attributes={k: v for k, v in row.items() if k not in {"question", "answers", "passage_ids"}})
+            for row in read_jsonl(folder / "questions.jsonl")
+        ]
+        return Benchmark(folder.name, documents, questions, [])
+    documents = []
+    for row in read_jsonl(folder / "documents.jsonl"):
+        text = row["text"] if "text" in row else (folder / row["path"]).read_text(encoding="utf-8")
+        documents.append({"id": row["id"], "title": row.get("title"), "text": text})
+    questions = [
+        Question(row["id"], row["question"], row.get("answer", ""), evidence=row["evidence"], attributes=row)
+        for row in read_jsonl(folder / "questions.jsonl")
+    ]
+    unanswerable_file = folder / "unanswerable.jsonl"
+    unanswerable = [
+        Question(row["id"], row["question"], attributes=row)
+        for row in (read_jsonl(unanswerable_file) if unanswerable_file.exists() else [])
+    ]
+    return Benchmark(folder.name, documents, questions, unanswerable)
+
+
+def select(questions: Sequence[Question], filters: dict[str, str]) -> list[Question]:
+    """Questions whose attributes match every ``name=value`` filter (e.g. split=dev, language=en)."""
+    return [q for q in questions if all(str(q.attributes.get(k)) == v for k, v in filters.items())]
+
+
+def match_key(text: str) -> str:
+    """Text without whitespace and punctuation, compatibility-folded: for evidence matching."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LN")
+
+
+def benchmark_library(benchmark: Benchmark, embedder: Embedder, cache_dir: Path = CACHE_DIR) -> Library:
+    """A library holding the benchmark's documents, cached per benchmark and model."""
+    digest = hashlib.sha256(embedder.identity.encode()).hexdigest()[:10]
+    library = Library(cache_dir / f"{benchmark.name}-{digest}", embedder, progress=True)
+    wanted = {document["id"] for document in benchmark.documents}
+    for document in library.documents(limit=1_000_000):
+        if document.id not in wanted:
+            library.remove_document(document.id)
+    for document in tqdm(benchmark.documents, desc=f"indexing {benchmark.name}", unit="doc", leave=False):
+        library.add_document(document["text"], document["id"], title=document.get("title"), source="eval")
+    library.checkpoint()
+    return library
+
+
+def first_correct_rank(question: Question, hits: Sequence[Hit]) -> int | None:
+    """1-based rank of the first correct result (documents de-duplicated), or None."""
+    if question.gold_documents:
+        seen: list[str] = []
+        for hit in hits:
+            if hit.passage.document_id not in seen:
+                seen.append(hit.passage.document_id)
+                if hit.passage.document_id in question.gold_documents:
+                    return len(seen)
+        return None
+    evidence = match_key(question.evidence)
+    for hit in hits:
+        if evidence in match_key(hit.passage.text):
+            return hit.rank
+    return None
+
+
+def highlight_correct(question: Question, hit: Hit) -> bool:
+    """Whether the top highlight of a hit contains the answer."""
+    highlights = getattr(hit, "highlights", None) or []
+    if not highlights or not question.answer:
+        return False
+    return match_key(question.answer) in match_key(highlights[0].text)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))] if ordered else 0.0
+
+
+def evaluate(
+    library: Library,
+    questions: Sequence[Question],
+    mode: str,
+    unanswerable: Sequence[Question] = (),
+    ask: Callable[..., list[Hit]] | None = None,
+) -> dict:
+    """Metrics of one retrieval mode over the questions."""
+    ask = ask or library.ask
+    ranks: list[int | None] = []
+    latencies: list[float] = []
+    highlights = 0
+    flagged_answerable = 0
+    for question in tqdm(questions, desc=mode, unit="q", leave=False):
+        started = time.perf_counter()
+        hits = ask(question.question, top_k=10, mode=mode)
+        latencies.append((time.perf_counter() - started) * 1000)
+        rank = first_correct_rank(question, hits)
+        ranks.append(rank)
+        if hits and rank == 1 and highlight_correct(question, hits[0]):
+            highlights += 1
+        flagged_answerable += bool(getattr(hits[0], "answerable", True)) if hits else 0
+    n = len(questions)
+    result = {
+        "mode": mode,
+        "n": n,
+        "recall_at_1": _mean([r == 1 for r in ranks]),
+        "recall_at_5": _mean([r is not None and r <= 5 for r in ranks]),
+        "mrr_at_10": _mean([1 / r if r is not None and r <= 10 else 0.0 for r in ranks]),
+        "highlight_accuracy": round(highlights / n, 4) if n else 0.0,
+        "latency_p50_ms": round(percentile(latencies, 0.5), 2),
+        "latency_p95_ms": round(percentile(latencies, 0.95), 2),
+    }
+    if unanswerable:
+        rejected = 0
+        for question in unanswerable:
+            hits = ask(question.question, top_k=10, mode=mode)
+            rejected += not (hits and getattr(hits[0], "answerable", True))
+        kept = flagged_answerable
+        # precision/recall of "answerable=false" as a detector of unanswerable questions
+        result["unanswerable_n"] = len(unanswerable)
+        result["no_answer_recall"] = round(rejected / len(unanswerable), 4)
+        false_alarms = n - kept
+        flagged = rejected + false_alarms
+        result["no_answer_precision"] = round(rejected / flagged, 4) if flagged else 0.0
+        result["answerable_kept"] = round(kept / n, 4) if n else 0.0
+    return result
+
+
+def _mean(values: Sequence[float | bool]) -> float:
+    return round(statistics.fmean(values), 4) if values else 0.0
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Results as an aligned text table."""
+    columns = ["mode", "n", "recall_at_1", "recall_at_5", "mrr_at_10", "highlight_accuracy",
+               "latency_p50_ms", "latency_p95_ms"]
+    if any("no_answer_recall" in row for row in rows):
+        columns += ["no_answer_recall", "no_answer_precision", "answerable_kept"]
+    headers = {"recall_at_1": "R@1", "recall_at_5": "R@5", "mrr_at_10": "MRR@10", "highlight_accuracy": "highlight",
+               "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "no_answer_recall": "no-ans R",
+               "no_answer_precision": "no-ans P", "answerable_kept": "ans kept"}
+    table = [[headers.get(c, c) for c in columns]] + [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa.eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="benchmark folder")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated retrieval modes")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per mode")
+    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                        help="only questions with this attribute, e.g. split=test or language=en (repeatable)")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N questions")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers model (default: bundled)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    from qa.embedder import load_embedder
+
+    benchmark = load_benchmark(arguments.folder)
+    filters = dict(item.split("=", 1) for item in arguments.where)
+    questions = select(benchmark.questions, filters)
+    unanswerable = select(benchmark.unanswerable, {k: v for k, v in filters.items() if k != "kind"})
+    if arguments.limit:
+        questions = questions[: arguments.limit]
+    embedder = load_embedder(arguments.model, DEFAULT_MODELS_DIR, threads=arguments.threads)
+    library = benchmark_library(benchmark, embedder, arguments.cache_dir)
+    rows = [
+        evaluate(library, questions, mode, unanswerable) for mode in arguments.modes.split(",") if mode
+    ]
+    library.close()
+    if arguments.json:
+        for row in rows:
+            print(json.dumps({"benchmark": benchmark.name, "filters": filters, **row}, ensure_ascii=False))
+    else:
+        print(f"{benchmark.name}: {len(questions)} questions"
+              + (f", {len(unanswerable)} unanswerable" if unanswerable else "")
+              + (f" ({', '.join(arguments.where)})" if arguments.where else ""))
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

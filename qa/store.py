@@ -1,0 +1,394 @@
+"""The passage store: documents, passages and their vectors in SQLite, the source of truth.
+
+The FAISS file next to it is a snapshot that can always be rebuilt from here without
+re-embedding anything, so a crash between the two never loses acknowledged work.
+Every write runs in one transaction and bumps ``revision``, which tells the in-memory
+index whether it is in step with the database (another process may have written).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qa.passages import Passage
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        source TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        content_hash TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE passages (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        heading TEXT,
+        text TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        embedding_key TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE VIRTUAL TABLE passage_terms USING fts5(terms, tokenize = "unicode61 remove_diacritics 0 tokenchars '.'");
+    CREATE INDEX passages_by_document ON passages(document_id, position);
+    CREATE INDEX passages_by_embedding_key ON passages(embedding_key);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document, without its passages."""
+
+    id: str
+    title: str
+    source: str
+    metadata: dict = field(default_factory=dict)
+    content_hash: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    passages: int = 0
+
+
+@dataclass(frozen=True)
+class StoredPassage:
+    """A passage row: the passage and its integer key (the FAISS id and FTS rowid)."""
+
+    key: int
+    passage: Passage
+    embedding_key: str
+
+
+@dataclass(frozen=True)
+class NewPassage:
+    """A passage ready to be written: embedded, and split into lexical terms."""
+
+    passage: Passage
+    embedding_key: str
+    vector: np.ndarray
+    terms: list[str]
+
+
+class Store:
+    """SQLite database in WAL mode, one connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            # FULL: a write is on disk when the API answers 201, even if the machine loses power.
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection = connection
+        return connection
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._connection())
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', '0')")
+
+    # -- metadata ----------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """A value of the meta table."""
+        row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of the meta table (bumps the revision like any write)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            _bump_revision(db)
+
+    def revision(self) -> int:
+        """Number of committed writes so far."""
+        return int(self.meta("revision", "0"))
+
+    # -- documents ---------------------------------------------------------------------
+    def document(self, document_id: str) -> Document | None:
+        """One document with its passage count, or None."""
+        row = self._connection().execute(
+            f"{_DOCUMENT_SELECT} WHERE d.id = ? GROUP BY d.id", (document_id,)
+        ).fetchone()
+        return _document(row) if row else None
+
+    def documents(self, offset: int = 0, limit: int = 100) -> list[Document]:
+        """Documents in id order, with passage counts."""
+        rows = self._connection().execute(
+            f"{_DOCUMENT_SELECT} GROUP BY d.id ORDER BY d.id LIMIT ? OFFSET ?", (limit, offset)
+        ).fetchall()
+        return [_document(row) for row in rows]
+
+    def documents_from_source_prefix(self, prefix: str) -> list[Document]:
+        """Documents whose source starts with ``prefix`` (e.g. those indexed from the corpus setting)."""
+        rows = self._connection().execute(
+            f"{_DOCUMENT_SELECT} WHERE substr(d.source, 1, ?) = ? GROUP BY d.id ORDER BY d.id",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [_document(row) for row in rows]
+
+    def count_documents(self) -> int:
+        """Number of documents."""
+        return self._connection().execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+
+    def document_text(self, document_id: str) -> str | None:
+        """The full text a document was indexed from."""
+        row = self._connection().execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
+        return row[0] if row else None
+
+    def write_document(
+        self,
+        document: Document,
+        text: str,
+        passages: Sequence[NewPassage],
+    ) -> tuple[list[int], list[int]]:
+        """Insert or replace a document and all its passages in one transaction.
+
+        Returns (keys removed, keys added) so the in-memory indexes can follow.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            removed = [row[0] for row in db.execute("SELECT key FROM passages WHERE document_id = ?", (document.id,))]
+            created = db.execute("SELECT created_at FROM documents WHERE id = ?", (document.id,)).fetchone()
+            _delete_passages(db, removed)
+            db.execute(
+                "INSERT OR REPLACE INTO documents"
+                "(id, title, source, metadata, content_hash, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.id,
+                    document.title,
+                    document.source,
+                    json.dumps(document.metadata, ensure_ascii=False, sort_keys=True),
+                    document.content_hash,
+                    text,
+                    created[0] if created else now,
+                    now,
+                ),
+            )
+            added = []
+            for new in passages:
+                p = new.passage
+                cursor = db.execute(
+                    "INSERT INTO passages(id, document_id, position, heading, text, start, end, embedding_key, vector)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        p.id, p.document_id, p.position, p.heading, p.text, p.start, p.end,
+                        new.embedding_key, _vector_bytes(new.vector),
+                    ),
+                )
+                key = int(cursor.lastrowid)
+                db.execute("INSERT INTO passage_terms(rowid, terms) VALUES (?, ?)", (key, " ".join(new.terms)))
+                added.append(key)
+            _bump_revision(db)
+        return removed, added
+
+    def delete_document(self, document_id: str) -> list[int] | None:
+        """Delete a document and its passages; the keys removed, or None when it did not exist."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id = ?", (document_id,)).fetchone() is None:
+                return None
+            removed = [row[0] for row in db.execute("SELECT key FROM passages WHERE document_id = ?", (document_id,))]
+            _delete_passages(db, removed)
+            db.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+            _bump_revision(db)
+        return removed
+
+    # -- passages ----------------------------------------------------------------------
+    def count_passages(self) -> int:
+        """Number of passages."""
+        return self._connection().execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+    def passages_by_keys(self, keys: Iterable[int]) -> dict[int, StoredPassage]:
+        """Passages for FAISS keys; keys that no longer exist are absent from the result."""
+        keys = list(keys)
+        found: dict[int, StoredPassage] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._connection().execute(f"{_PASSAGE_SELECT} WHERE p.key IN ({marks})", chunk):
+                stored = _stored_passage(row)
+                found[stored.key] = stored
+        return found
+
+    def passage_by_id(self, passage_id: str) -> StoredPassage | None:
+        """One passage by its public id."""
+        row = self._connection().execute(f"{_PASSAGE_SELECT} WHERE p.id = ?", (passage_id,)).fetchone()
+        return _stored_passage(row) if row else None
+
+    def passages_of_document(self, document_id: str) -> list[StoredPassage]:
+        """A document's passages in reading order."""
+        rows = self._connection().execute(
+            f"{_PASSAGE_SELECT} WHERE p.document_id = ? ORDER BY p.position", (document_id,)
+        ).fetchall()
+        return [_stored_passage(row) for row in rows]
+
+    def iter_passages(self, batch: int = 1000) -> Iterator[StoredPassage]:
+        """Every passage in key order, read in batches."""
+        last = 0
+        while True:
+            rows = self._connection().execute(
+                f"{_PASSAGE_SELECT} WHERE p.key > ? ORDER BY p.key LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _stored_passage(row)
+            last = rows[-1][0]
+
+    def keys(self) -> np.ndarray:
+        """Every passage key, ascending."""
+        rows = self._connection().execute("SELECT key FROM passages ORDER BY key").fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def vectors(self, keys: Sequence[int] | None = None, dimension: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, vectors) of the given passages, or of all of them."""
+        db = self._connection()
+        if keys is None:
+            rows = db.execute("SELECT key, vector FROM passages ORDER BY key").fetchall()
+        else:
+            rows = []
+            keys = list(keys)
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += db.execute(f"SELECT key, vector FROM passages WHERE key IN ({marks})", chunk).fetchall()
+        found_keys = np.array([row[0] for row in rows], dtype=np.int64)
+        if not rows:
+            return found_keys, np.zeros((0, dimension), dtype=np.float32)
+        return found_keys, np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+
+    def vectors_by_embedding_key(self, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed for these embedding keys (same model, same input text)."""
+        wanted = list(set(embedding_keys))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, vector in self._connection().execute(
+                f"SELECT embedding_key, vector FROM passages WHERE embedding_key IN ({marks})", chunk
+            ):
+                found[key] = np.frombuffer(vector, dtype=np.float32)
+        return found
+
+    def update_vectors(self, updates: Sequence[tuple[int, str, np.ndarray]]) -> None:
+        """Replace (key, embedding key, vector) of existing passages, e.g. after a model change."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE passages SET embedding_key = ?, vector = ? WHERE key = ?",
+                [(embedding_key, _vector_bytes(vector), key) for key, embedding_key, vector in updates],
+            )
+            _bump_revision(db)
+
+    def update_terms(self, updates: Sequence[tuple[int, list[str]]]) -> None:
+        """Replace the lexical terms of existing passages, e.g. after a tokenizer change."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM passage_terms WHERE rowid = ?", [(key,) for key, _ in updates])
+            db.executemany(
+                "INSERT INTO passage_terms(rowid, terms) VALUES (?, ?)",
+                [(key, " ".join(terms)) for key, terms in updates],
+            )
+            _bump_revision(db)
+
+    def lexical_search(
+        self, expression: str, limit: int, allowed_keys: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25 (key, score) pairs for an FTS5 MATCH expression, best first; higher is better."""
+        if not expression:
+            return []
+        sql = "SELECT rowid, -bm25(passage_terms) FROM passage_terms WHERE passage_terms MATCH ?"
+        arguments: list = [expression]
+        if allowed_keys is not None:
+            sql += f" AND rowid IN ({','.join('?' * len(allowed_keys))})"
+            arguments += list(allowed_keys)
+        sql += " ORDER BY bm25(passage_terms) LIMIT ?"
+        rows = self._connection().execute(sql, [*arguments, limit]).fetchall()
+        return [(int(key), float(score)) for key, score in rows]
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        self.connection.execute("COMMIT" if error is None else "ROLLBACK")
+
+
+_DOCUMENT_SELECT = (
+    "SELECT d.id, d.title, d.source, d.metadata, d.content_hash, d.created_at, d.updated_at, COUNT(p.key)"
+    " FROM documents d LEFT JOIN passages p ON p.document_id = d.id"
+)
+_PASSAGE_SELECT = (
+    "SELECT p.key, p.id, p.document_id, d.title, p.heading, p.text, p.start, p.end, p.position,"
+    " p.embedding_key FROM passages p JOIN documents d ON d.id = p.document_id"
+)
+
+
+def _delete_passages(db: sqlite3.Connection, keys: Sequence[int]) -> None:
+    db.executemany("DELETE FROM passage_terms WHERE rowid = ?", [(key,) for key in keys])
+    db.executemany("DELETE FROM passages WHERE key = ?", [(key,) for key in keys])
+
+
+def _bump_revision(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+
+
+def _vector_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _document(row: tuple) -> Document:
+    return Document(
+        id=row[0], title=row[1], source=row[2], metadata=json.loads(row[3]), content_hash=row[4],
+        created_at=row[5], updated_at=row[6], passages=row[7],
+    )
+
+
+def _stored_passage(row: tuple) -> StoredPassage:
+    passage = Passage(
+        id=row[1], document_id=row[2], document_title=row[3], heading=row[4], text=row[5],
+        start=row[6], end=row[7], position=row[8],
+    )
+    return StoredPassage(key=row[0], passage=passage, embedding_key=row[9])

@@ -1,0 +1,69 @@
+"""Entry point of the HTTP service: ``python server.py [--host H] [--port P] [--index-dir D] ...``.
+
+Loads (or on first start rebuilds) the model, opens the index (building it from the
+corpus when needed, with a progress bar), then serves the API with waitress.
+Every flag also reads from an environment variable; see ``--help`` or the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+
+from qa.api import create_app
+from qa.config import SettingsError, add_arguments, settings_from_arguments
+from qa.embedder import load_embedder
+from qa.library import open_library
+
+__all__ = ["create_app", "main"]
+
+log = logging.getLogger("qa.server")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the service; returns the process exit status."""
+    parser = argparse.ArgumentParser(description="Semantic question answering over your documents (HTTP API).")
+    add_arguments(parser)
+    try:
+        settings = settings_from_arguments(parser.parse_args(argv))
+    except SettingsError as error:
+        parser.error(str(error))
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    started = time.perf_counter()
+    embedder = load_embedder(settings.model, settings.models_dir, threads=settings.threads)
+
+    def report_corpus(summary: dict[str, int]) -> None:
+        log.info("corpus %s: %s", ", ".join(map(str, settings.corpus)), summary)
+
+    library = open_library(settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus)
+    app = create_app(settings, library=library)
+
+    from waitress import create_server
+
+    server = create_server(app, host=settings.host, port=settings.port, threads=8, ident="qa")
+    signal.signal(signal.SIGTERM, _stop)
+    log.info(
+        "ready in %.1f s: %d passages; serving on http://%s:%d (try GET /api/health)",
+        time.perf_counter() - started, library.count(), settings.host, server.effective_port,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.close()
+        library.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
