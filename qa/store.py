@@ -190,7 +190,8 @@ class Store:
             _delete_passages(db, removed)
             db.execute(
                 "INSERT OR REPLACE INTO documents"
-                "(id, title, source, metadata, content_hash, text, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(id, title, source, metadata, content_hash, text, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     document.id,
                     document.title,
