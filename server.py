@@ -15,7 +15,7 @@ import time
 
 from qa.api import create_app
 from qa.config import SettingsError, add_arguments, settings_from_arguments
-from qa.embedder import load_embedder
+from qa.embedder import load_encoders
 from qa.library import open_library
 
 __all__ = ["create_app", "main"]
@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     started = time.perf_counter()
-    embedder = load_embedder(settings.model, settings.models_dir, threads=settings.threads)
+    embedder, crosslingual = load_encoders(settings)
 
     def report_corpus(summary: dict[str, int]) -> None:
         log.info("corpus %s: %s", ", ".join(map(str, settings.corpus)), summary)
 
-    library = open_library(settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus)
+    library = open_library(
+        settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual
+    )
     app = create_app(settings, library=library)
 
     from waitress import create_server
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     log.info(
         "ready in %.1f s: %d passages; serving on http://%s:%d (try GET /api/health)",
-        time.perf_counter() - started, library.count(), settings.host, server.effective_port,
+        time.perf_counter() - started, library.count(), settings.host, int(server.effective_port),
     )
     try:
         server.run()

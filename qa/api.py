@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from qa.config import Settings
 from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFormat
+from qa.fusion import MODES
 from qa.library import Hit, Library
 from qa.passages import Passage
 
@@ -60,9 +61,12 @@ def json_body(allowed: set[str]) -> dict[str, Any]:
             "unsupported_media_type",
             f"send a JSON body with 'Content-Type: application/json' (got {request.mimetype or 'none'})",
         )
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON")
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object, e.g. {\"question\": \"...\"}")
     unknown = sorted(set(body) - allowed)
@@ -80,6 +84,10 @@ def text_field(body: Mapping[str, Any], name: str) -> str:
     value = body[name]
     if not isinstance(value, str):
         raise ApiError(400, "invalid_field", f"'{name}' must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_field", f"'{name}' is not valid Unicode text (lone surrogate)") from None
     if not value.strip():
         raise ApiError(400, "empty_field", f"'{name}' must contain some text")
     limit = settings().max_question_chars
@@ -90,11 +98,11 @@ def text_field(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def top_k_field(value: Any) -> int:
+def top_k_field(value: Any, from_query_string: bool = False) -> int:
     """``top_k`` as an integer in range; strings are accepted only from a query string."""
     if value is None:
         return TOP_K_DEFAULT
-    if isinstance(value, str):
+    if isinstance(value, str) and from_query_string:
         try:
             value = int(value.strip())
         except ValueError:
@@ -121,7 +129,16 @@ def passage_json(passage: Passage) -> dict[str, Any]:
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    return {"rank": hit.rank, "score": round(hit.score, 6), **passage_json(hit.passage), "scores": hit.scores}
+    return {
+        "rank": hit.rank,
+        "score": round(hit.score, 6),
+        "confidence": hit.confidence,
+        **passage_json(hit.passage),
+        "highlights": [
+            {"text": mark.text, "start": mark.start, "end": mark.end, "score": mark.score} for mark in hit.highlights
+        ],
+        "scores": hit.scores,
+    }
 
 
 def results_json(hits: list[Hit], **fields: Any) -> dict[str, Any]:
@@ -133,19 +150,51 @@ def elapsed_ms() -> float:
 
 
 # -- routes --------------------------------------------------------------------------------
+def mode_field(value: Any) -> str:
+    """``mode``: one of the retrieval modes, hybrid by default."""
+    if value is None:
+        return "hybrid"
+    if not isinstance(value, str) or value not in MODES:
+        raise ApiError(400, "invalid_field", f"'mode' must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def confidence_field(value: Any, from_query_string: bool = False) -> float:
+    """``min_confidence``: a number in [0, 1], 0 by default."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str) and from_query_string:
+        try:
+            value = float(value)
+        except ValueError:
+            raise ApiError(400, "invalid_field", f"'min_confidence' must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ApiError(400, "invalid_field", f"'min_confidence' must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def answer_json(question: str, top_k: int, mode: str, min_confidence: float) -> dict[str, Any]:
+    answer = library().ask(question, top_k, mode=mode, min_confidence=min_confidence)
+    return results_json(answer.hits, question=question, mode=mode, answerable=answer.answerable)
+
+
 @api.post("/ask")
 def ask_post():
-    body = json_body({"question", "top_k"})
+    body = json_body({"question", "top_k", "mode", "min_confidence"})
     question = text_field(body, "question")
     top_k = top_k_field(body.get("top_k"))
-    return jsonify(results_json(library().ask(question, top_k), question=question))
+    mode = mode_field(body.get("mode"))
+    min_confidence = confidence_field(body.get("min_confidence"))
+    return jsonify(answer_json(question, top_k, mode, min_confidence))
 
 
 @api.get("/ask")
 def ask_get():
     question = text_field({"question": request.args.get("q", request.args.get("question"))}, "question")
-    top_k = top_k_field(request.args.get("top_k"))
-    return jsonify(results_json(library().ask(question, top_k), question=question))
+    top_k = top_k_field(request.args.get("top_k"), from_query_string=True)
+    mode = mode_field(request.args.get("mode"))
+    min_confidence = confidence_field(request.args.get("min_confidence"), from_query_string=True)
+    return jsonify(answer_json(question, top_k, mode, min_confidence))
 
 
 @api.post("/similar")
@@ -163,7 +212,7 @@ def passage_get(passage_id: str):
 
 @api.get("/passages/<passage_id>/similar")
 def passage_similar(passage_id: str):
-    top_k = top_k_field(request.args.get("top_k"))
+    top_k = top_k_field(request.args.get("top_k"), from_query_string=True)
     return jsonify(results_json(library().similar_to_passage(passage_id, top_k), passage=passage_id))
 
 
@@ -246,11 +295,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         settings_value = settings_from_environment().replace(**fields)
         flask_config = {key: value for key, value in config.items() if key.isupper()}
     if library is None:
-        from qa.embedder import load_embedder
+        from qa.embedder import load_encoders
         from qa.library import open_library
 
-        embedder = load_embedder(settings_value.model, settings_value.models_dir, threads=settings_value.threads)
-        library = open_library(settings_value.index_dir, embedder, settings_value.corpus)
+        embedder, crosslingual = load_encoders(settings_value)
+        library = open_library(settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings_value.max_request_bytes

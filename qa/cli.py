@@ -12,37 +12,62 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 
 from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
+from qa.fusion import MODES
 from qa.library import Hit, Library
 
-INDEX_OPTIONS = ["index_dir", "model", "models_dir", "corpus", "threads", "log_level"]
+INDEX_OPTIONS = ["index_dir", "model", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
+
+
+def positive_int(raw: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _open(settings: Settings) -> Library:
-    from qa.embedder import load_embedder
+    from qa.embedder import load_encoders
     from qa.library import open_library
 
-    embedder = load_embedder(settings.model, settings.models_dir, threads=settings.threads)
-    return open_library(settings.index_dir, embedder, settings.corpus)
+    embedder, crosslingual = load_encoders(settings)
+    return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual)
 
 
-def print_hits(hits: list[Hit], as_json: bool) -> None:
-    """Hits for a terminal (or as JSON lines with ``--json``)."""
+BOLD, PLAIN = "\033[1m", "\033[0m"
+
+
+def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
+    """Hits for a terminal, the answering sentence in bold (or as JSON lines with ``--json``)."""
     if as_json:
         for hit in hits:
-            print(json.dumps({"rank": hit.rank, "score": hit.score, "id": hit.passage.id,
-                              "document": hit.passage.document_id, "heading": hit.passage.heading,
-                              "text": hit.passage.text}, ensure_ascii=False))
+            print(json.dumps({"rank": hit.rank, "score": hit.score, "confidence": hit.confidence,
+                              "id": hit.passage.id, "document": hit.passage.document_id,
+                              "heading": hit.passage.heading, "text": hit.passage.text,
+                              "highlight": hit.highlights[0].text if hit.highlights else None},
+                             ensure_ascii=False))
         return
     if not hits:
-        print("no passages in the index")
+        print("no passages found")
+    emphasis = sys.stdout.isatty()
     width = shutil.get_terminal_size((100, 20)).columns
     for hit in hits:
         passage = hit.passage
         where = " · ".join(part for part in (passage.document_id, passage.heading) if part)
-        print(f"{hit.rank}. [{hit.score:.3f}] {where}  ({passage.id})")
-        print(f"   {passage.text}\n" if len(passage.text) < 4 * width else f"   {passage.text[: 4 * width]}…\n")
+        print(f"{hit.rank}. [confidence {hit.confidence:.2f}] {where}  ({passage.id})")
+        text = passage.text
+        if hit.highlights and emphasis:
+            mark = hit.highlights[0]
+            text = f"{text[: mark.start]}{BOLD}{text[mark.start : mark.end]}{PLAIN}{text[mark.end :]}"
+        elif hit.highlights:
+            print(f"   » {hit.highlights[0].text}")
+        print(f"   {text}\n" if len(passage.text) < 4 * width else f"   {text[: 4 * width]}…\n")
 
 
 def command_build(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -56,7 +81,10 @@ def command_build(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def command_ask(settings: Settings, arguments: argparse.Namespace) -> int:
     library = _open(settings)
-    print_hits(library.ask(arguments.question, arguments.top_k), arguments.json)
+    answer = library.ask(arguments.question, arguments.top_k, mode=arguments.mode)
+    if not answer.answerable and not arguments.json:
+        print("(no confident answer in the documents; the closest passages follow)\n")
+    print_hits(answer.hits, arguments.json)
     library.close()
     return 0
 
@@ -91,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(field)
-        command.add_argument("-k", "--top-k", type=int, default=5, help="number of passages (default 5)")
+        command.add_argument("-k", "--top-k", type=positive_int, default=5, help="number of passages (default 5)")
         command.add_argument("--json", action="store_true", help="one JSON object per line")
+        if name == "ask":
+            command.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
         add_arguments(command, INDEX_OPTIONS)
         command.set_defaults(run=run)
 

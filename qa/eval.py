@@ -32,9 +32,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qa.config import DEFAULT_MODEL, DEFAULT_MODELS_DIR, PROJECT_ROOT
+from qa.config import DEFAULT_MODEL, PROJECT_ROOT, Settings
 from qa.embedder import Embedder
-from qa.library import Hit, Library
+from qa.library import Answer, Hit, Library
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "eval"
 DEFAULT_MODES = ("lexical", "dense", "hybrid")
@@ -103,10 +103,12 @@ def match_key(text: str) -> str:
     return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LN")
 
 
-def benchmark_library(benchmark: Benchmark, embedder: Embedder, cache_dir: Path = CACHE_DIR) -> Library:
+def benchmark_library(
+    benchmark: Benchmark, embedder: Embedder, cache_dir: Path = CACHE_DIR, crosslingual: Embedder | None = None
+) -> Library:
     """A library holding the benchmark's documents, cached per benchmark and model."""
     digest = hashlib.sha256(embedder.identity.encode()).hexdigest()[:10]
-    library = Library(cache_dir / f"{benchmark.name}-{digest}", embedder, progress=True)
+    library = Library(cache_dir / f"{benchmark.name}-{digest}", embedder, crosslingual=crosslingual, progress=True)
     wanted = {document["id"] for document in benchmark.documents}
     for document in library.documents(limit=1_000_000):
         if document.id not in wanted:
@@ -136,10 +138,9 @@ def first_correct_rank(question: Question, hits: Sequence[Hit]) -> int | None:
 
 def highlight_correct(question: Question, hit: Hit) -> bool:
     """Whether the top highlight of a hit contains the answer."""
-    highlights = getattr(hit, "highlights", None) or []
-    if not highlights or not question.answer:
+    if not hit.highlights or not question.answer:
         return False
-    return match_key(question.answer) in match_key(highlights[0].text)
+    return match_key(question.answer) in match_key(hit.highlights[0].text)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -152,7 +153,7 @@ def evaluate(
     questions: Sequence[Question],
     mode: str,
     unanswerable: Sequence[Question] = (),
-    ask: Callable[..., list[Hit]] | None = None,
+    ask: Callable[..., Answer] | None = None,
 ) -> dict:
     """Metrics of one retrieval mode over the questions."""
     ask = ask or library.ask
@@ -168,7 +169,7 @@ def evaluate(
         ranks.append(rank)
         if hits and rank == 1 and highlight_correct(question, hits[0]):
             highlights += 1
-        flagged_answerable += bool(getattr(hits[0], "answerable", True)) if hits else 0
+        flagged_answerable += hits.answerable
     n = len(questions)
     result = {
         "mode": mode,
@@ -184,7 +185,7 @@ def evaluate(
         rejected = 0
         for question in unanswerable:
             hits = ask(question.question, top_k=10, mode=mode)
-            rejected += not (hits and getattr(hits[0], "answerable", True))
+            rejected += not hits.answerable
         kept = flagged_answerable
         # precision/recall of "answerable=false" as a detector of unanswerable questions
         result["unanswerable_n"] = len(unanswerable)
@@ -223,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="only questions with this attribute, e.g. split=test or language=en (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N questions")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers model (default: bundled)")
+    parser.add_argument("--no-crosslingual", action="store_true", help="do not use the second (USE-m) encoder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from qa.embedder import load_embedder
+    from qa.embedder import load_encoders
 
     benchmark = load_benchmark(arguments.folder)
     filters = dict(item.split("=", 1) for item in arguments.where)
@@ -236,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     unanswerable = select(benchmark.unanswerable, {k: v for k, v in filters.items() if k != "kind"})
     if arguments.limit:
         questions = questions[: arguments.limit]
-    embedder = load_embedder(arguments.model, DEFAULT_MODELS_DIR, threads=arguments.threads)
-    library = benchmark_library(benchmark, embedder, arguments.cache_dir)
+    settings = Settings(model=arguments.model, crosslingual=not arguments.no_crosslingual, threads=arguments.threads)
+    embedder, crosslingual = load_encoders(settings)
+    library = benchmark_library(benchmark, embedder, arguments.cache_dir, crosslingual)
     rows = [
         evaluate(library, questions, mode, unanswerable) for mode in arguments.modes.split(",") if mode
     ]

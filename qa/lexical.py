@@ -1,19 +1,25 @@
 """Lexical terms: what keyword search (BM25 in SQLite FTS5) indexes and looks up.
 
-Chinese has no spaces, so CJK runs become single characters plus character bigrams
-(robust to OCR splits and to words a dictionary does not know); other scripts become
-lower-cased words and numbers. Traditional characters are folded to simplified first,
-so a question in either script finds a passage in the other.
+Chinese has no spaces, so CJK runs become jieba words plus character bigrams: the words
+carry the meaning (measured on cmrc2018-dev: words 0.971 Recall@1, characters + bigrams
+0.933), the bigrams catch what the dictionary splits badly (OCR fragments, names). Other
+scripts become lower-cased words and numbers. Traditional characters are folded to
+simplified first, so a question in either script finds a passage in the other.
+
+A second field, ``names``, holds the pinyin of adjacent Chinese characters (``和顺`` →
+``heshun``): English questions write Chinese names and places in pinyin ("Heshun County",
+"Li Xiaona"), which neither BM25 over characters nor a small multilingual encoder can match.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from functools import lru_cache
 
 # Bump when the terms of a text change: stored terms are then recomputed (no re-embedding).
-LEXICAL_VERSION = "chars+bigrams/t2s/1"
+LEXICAL_VERSION = "jieba+bigrams/t2s/pinyin-bigrams/1"
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]+|\d+(?:\.\d+)+|[^\W_]+", re.UNICODE)
@@ -42,12 +48,21 @@ def fold(text: str) -> str:
     return _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
 
 
+@lru_cache(maxsize=1)
+def _segmenter():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
 def lexical_terms(text: str) -> list[str]:
-    """The terms of a text, in order, with repeats (term frequency matters to BM25)."""
+    """The terms of a text, with repeats (term frequency matters to BM25)."""
     terms: list[str] = []
     for token in _TOKEN.findall(fold(text)):
         if _CJK_RUN.fullmatch(token):
-            terms.extend(token)
+            terms.extend(_segmenter().lcut(token))
             terms.extend(token[i : i + 2] for i in range(len(token) - 1))
         else:
             terms.append(token)
@@ -66,6 +81,70 @@ def query_terms(question: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(terms: list[str]) -> str:
-    """An FTS5 MATCH expression that ORs the terms, each quoted so no term is read as syntax."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+def match_expression(terms: list[str], column: str = "terms") -> str:
+    """An FTS5 MATCH expression that ORs the terms within one column, each quoted so no term is read as syntax."""
+    if not terms:
+        return ""
+    return f"{column} : (" + " OR ".join('"' + term.replace('"', '""') + '"' for term in terms) + ")"
+
+
+@lru_cache(maxsize=1)
+def _pinyin_syllables() -> frozenset[str]:
+    """Every toneless pinyin syllable of two letters or more (single letters match too much English)."""
+    from pypinyin import lazy_pinyin
+    from pypinyin.constants import PINYIN_DICT
+
+    syllables = {s for code in PINYIN_DICT for s in lazy_pinyin(chr(code)) if s.isascii() and s.isalpha()}
+    return frozenset(s for s in syllables if len(s) > 1 and s not in {"hm", "ng", "hng"})
+
+
+def _pinyin_bigrams(syllables: list[str]) -> list[str]:
+    return [first + second for first, second in zip(syllables, syllables[1:])]
+
+
+def name_terms(text: str) -> list[str]:
+    """Pinyin of each pair of adjacent Chinese characters of a passage: ``和顺县`` → heshun, shunxian."""
+    from pypinyin import lazy_pinyin
+
+    terms: list[str] = []
+    for run in _CJK_RUN.findall(fold(text)):
+        terms += _pinyin_bigrams([syllable.lower() for syllable in lazy_pinyin(run)])
+    return terms
+
+
+def split_pinyin(word: str) -> list[str] | None:
+    """A romanised word as pinyin syllables (fewest syllables wins), or None if it is not pinyin."""
+    word = word.lower()
+    syllables = _pinyin_syllables()
+    best: list[list[str] | None] = [[]] + [None] * len(word)
+    for start in range(len(word)):
+        if best[start] is None:
+            continue
+        for end in range(start + 2, min(len(word), start + 6) + 1):
+            if word[start:end] in syllables:
+                candidate = best[start] + [word[start:end]]
+                if best[end] is None or len(candidate) < len(best[end]):
+                    best[end] = candidate
+    return best[len(word)]
+
+
+_NAME_RUN = re.compile(r"[A-Z][a-z]+(?:[ \-][A-Z][a-z]+)*")
+
+
+def query_name_terms(question: str) -> list[str]:
+    """Pinyin bigrams of the capitalised (name-like) words of a Latin-script question.
+
+    "Li Xiaona" → lixiao, xiaona; "Heshun County" → heshun (County is not pinyin and breaks the run).
+    """
+    terms: dict[str, None] = {}
+    for run in _NAME_RUN.findall(question):
+        syllables: list[str] = []
+        for word in re.split(r"[ \-]", run):
+            split = split_pinyin(word)
+            if split is None:
+                terms.update(dict.fromkeys(_pinyin_bigrams(syllables)))
+                syllables = []
+            else:
+                syllables += split
+        terms.update(dict.fromkeys(_pinyin_bigrams(syllables)))
+    return list(terms)

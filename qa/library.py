@@ -24,14 +24,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from qa.confidence import ANSWERABLE_CONFIDENCE, result_confidences
 from qa.embedder import Embedder
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.files import read_json, write_json_atomically
-from qa.lexical import LEXICAL_VERSION, lexical_terms
+from qa.fusion import MODE_CHANNELS, MODES, ChannelScores, fuse, moments_from_top
+from qa.highlights import Highlight, highlight_passages, rarity_weights
+from qa.lexical import LEXICAL_VERSION, lexical_terms, match_expression, name_terms, query_name_terms, query_terms
 from qa.locks import ReadWriteLock
 from qa.passages import Passage, split_document
 from qa.readers import read_document_file, supported_files
-from qa.store import Document, NewPassage, Store, StoredPassage
+from qa.store import Document, Embedding, NewPassage, Store, StoredPassage
 from qa.text import clean_text
 from qa.vector_index import VectorIndex
 
@@ -44,17 +47,60 @@ MANIFEST_FORMAT = 1
 # Bump when the text given to the model for a passage changes: every passage is then re-embedded.
 EMBEDDING_INPUT_VERSION = 1
 CHECKPOINT_DELAY_SECONDS = 2.0
+CANDIDATES_PER_CHANNEL = 100
+CONFIDENCE_CONTEXT = 10
+LEXICAL_CHANNELS = ("lexical", "names")
 DOCUMENT_ID_PATTERN = re.compile(r"^[\w][\w.\-]{0,127}$")
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked passage of a result list."""
+    """One ranked passage of a result list.
+
+    ``score`` is the fused ranking score (standard deviations above the collection's average,
+    comparable within one list only); ``scores`` the raw score of each channel;
+    ``confidence`` the estimated probability that this passage answers the question.
+    """
 
     passage: Passage
     rank: int
     score: float
     scores: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.0
+    highlights: tuple[Highlight, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Intermediate result of a search: fused (key, score) pairs and what produced them."""
+
+    ranked: list[tuple[int, float]]
+    channels: list[ChannelScores]
+    vectors: dict[str, np.ndarray]
+    terms: list[str]
+    passages: dict[int, Passage]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The ranked hits for a question, and whether the collection seems to answer it at all.
+
+    Behaves as the sequence of its hits (``answer[0]``, ``len(answer)``, ``for hit in answer``).
+    """
+
+    question: str
+    mode: str
+    hits: list[Hit]
+    answerable: bool
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __iter__(self):
+        return iter(self.hits)
+
+    def __getitem__(self, index):
+        return self.hits[index]
 
 
 @dataclass(frozen=True)
@@ -72,9 +118,9 @@ def embedding_input(passage: Passage) -> str:
     return passage.text
 
 
-def lexical_input(passage: Passage) -> str:
-    """The text keyword search indexes for a passage."""
-    return passage.text
+def passage_terms(passage: Passage) -> tuple[list[str], list[str]]:
+    """What keyword search indexes for a passage: (terms, pinyin name terms)."""
+    return lexical_terms(passage.text), name_terms(passage.text)
 
 
 def embedding_key(model_identity: str, text: str) -> str:
@@ -90,7 +136,7 @@ def document_id_for(name: str) -> str:
 
 def validate_document_id(document_id: str) -> str:
     """The id itself, or InvalidInput explaining the allowed form."""
-    if not isinstance(document_id, str) or not DOCUMENT_ID_PATTERN.match(document_id):
+    if not isinstance(document_id, str) or not DOCUMENT_ID_PATTERN.fullmatch(document_id):
         raise InvalidInput(
             "document id must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
@@ -98,77 +144,108 @@ def validate_document_id(document_id: str) -> str:
 
 
 class Library:
-    """Documents, their passages and the indexes over them, kept in one folder."""
+    """Documents, their passages and the indexes over them, kept in one folder.
 
-    def __init__(self, index_dir: Path, embedder: Embedder, progress: bool = True) -> None:
+    ``encoders`` maps a role to a model: ``dense`` (the configurable sentence-transformers
+    model) always, ``crosslingual`` (a second multilingual encoder fused with it) optionally.
+    Each has its own stored vectors and its own FAISS index.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder,
+        crosslingual: Embedder | None = None,
+        progress: bool = True,
+    ) -> None:
         started = time.perf_counter()
         self.index_dir = Path(index_dir)
         self.embedder = embedder
+        self.encoders: dict[str, Embedder] = {"dense": embedder}
+        if crosslingual is not None:
+            self.encoders["crosslingual"] = crosslingual
         self.progress = progress
         self.store = Store(self.index_dir / STORE_FILE)
         self._lock = ReadWriteLock()
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_timer: threading.Timer | None = None
-        self._refresh_stored_vectors()
+        for name in self.encoders:
+            self._refresh_stored_vectors(name)
         self._refresh_stored_terms()
-        self._index, self._revision, origin = self._open_vector_index()
-        if origin != "snapshot":
+        self._revision = self.store.revision()
+        self.indexes: dict[str, VectorIndex] = {}
+        origins = set()
+        for name in self.encoders:
+            self.indexes[name], origin = self._open_vector_index(name)
+            origins.add(origin)
+        if origins != {"snapshot"}:
             self.checkpoint()
         log.info(
             "index %s: %d passages in %d documents (%s) in %.2f s",
-            self.index_dir, len(self._index), self.store.count_documents(), origin, time.perf_counter() - started,
+            self.index_dir, self.count(), self.store.count_documents(), ", ".join(sorted(origins)),
+            time.perf_counter() - started,
         )
 
     # -- opening ---------------------------------------------------------------------------
-    def _open_vector_index(self) -> tuple[VectorIndex, int, str]:
+    def _snapshot_file(self, encoder: str) -> Path:
+        return self.index_dir / (VECTORS_FILE if encoder == "dense" else f"vectors-{encoder}.faiss")
+
+    def _open_vector_index(self, encoder: str) -> tuple[VectorIndex, str]:
         """The snapshot when it matches the store and model, otherwise a rebuild from stored vectors."""
-        revision = self.store.revision()
+        model = self.encoders[encoder]
         manifest = read_json(self.index_dir / MANIFEST_FILE) or {}
-        snapshot = self.index_dir / VECTORS_FILE
+        encoders = manifest.get("encoders")
+        recorded = encoders.get(encoder) if isinstance(encoders, dict) else None
+        recorded = recorded if isinstance(recorded, dict) else {}
+        snapshot = self._snapshot_file(encoder)
         if (
             manifest.get("format") == MANIFEST_FORMAT
-            and manifest.get("revision") == revision
-            and manifest.get("model", {}).get("identity") == self.embedder.identity
+            and manifest.get("revision") == self._revision
+            and recorded.get("identity") == model.identity
             and snapshot.exists()
+            # the digest ties the manifest to this very file, not to an older copy put back
+            and recorded.get("sha256") == file_sha256(snapshot)
         ):
             try:
                 index = VectorIndex.load(snapshot)
-                if index.dimension == self.embedder.dimension and len(index) == manifest.get("passages"):
-                    return index, revision, "snapshot"
+                if index.dimension == model.dimension and len(index) == manifest.get("passages"):
+                    return index, "snapshot"
             except RuntimeError as error:
                 log.warning("vector snapshot %s unreadable (%s): rebuilding it from the store", snapshot, error)
-        index = VectorIndex(self.embedder.dimension)
-        keys, vectors = self.store.vectors(dimension=self.embedder.dimension)
-        index.add(keys, vectors)
-        return index, revision, "rebuilt from the store"
+        index = VectorIndex(model.dimension)
+        index.add(*self.store.vectors(encoder, dimension=model.dimension))
+        return index, "rebuilt from the store"
 
-    def _refresh_stored_vectors(self) -> None:
-        """Re-embed stored passages whose vectors came from another model or input format.
+    def _refresh_stored_vectors(self, encoder: str) -> None:
+        """Embed stored passages whose vectors for this encoder are missing or came from another model.
 
         Progress is committed batch by batch, so an interrupted refresh resumes where it stopped.
         """
-        identity = self.embedder.identity
-        if self.store.meta("model_identity") == identity:
+        model = self.encoders[encoder]
+        if self.store.meta(f"model_identity:{encoder}") == model.identity:
             return
+        stored_keys = self.store.embedding_keys(encoder)
         stale = [
             (stored.key, key, embedding_input(stored.passage))
             for stored in self.store.iter_passages()
-            if stored.embedding_key != (key := embedding_key(identity, embedding_input(stored.passage)))
+            if stored_keys.get(stored.key) != (key := embedding_key(model.identity, embedding_input(stored.passage)))
         ]
         if stale:
-            log.info("model changed to %s: re-embedding %d stored passages", self.embedder.name, len(stale))
-        with self._progress_bar(len(stale), "re-embedding") as bar:
+            log.info("%s encoder is now %s: embedding %d stored passages", encoder, model.name, len(stale))
+        with self._progress_bar(len(stale), f"embedding ({encoder})") as bar:
             for start in range(0, len(stale), 256):
                 batch = stale[start : start + 256]
-                vectors = self.embedder.embed_passages([text for _, _, text in batch], progress=bar.update)
-                self.store.update_vectors([(key, ekey, vector) for (key, ekey, _), vector in zip(batch, vectors)])
-        self.store.set_meta("model_identity", identity)
+                vectors = model.embed_passages([text for _, _, text in batch], progress=bar.update)
+                self.store.write_embeddings(
+                    encoder, [(key, Embedding(ekey, vector)) for (key, ekey, _), vector in zip(batch, vectors)]
+                )
+        self.store.set_meta(f"model_identity:{encoder}", model.identity)
 
     def _refresh_stored_terms(self) -> None:
         """Recompute lexical terms when the term rules changed (cheap: no model involved)."""
         if self.store.meta("lexical_version") == LEXICAL_VERSION:
             return
-        updates = [(stored.key, lexical_terms(lexical_input(stored.passage))) for stored in self.store.iter_passages()]
+        updates = [(stored.key, *passage_terms(stored.passage)) for stored in self.store.iter_passages()]
         for start in range(0, len(updates), 1000):
             self.store.update_terms(updates[start : start + 1000])
         self.store.set_meta("lexical_version", LEXICAL_VERSION)
@@ -184,13 +261,13 @@ class Library:
                 self._reconcile()
 
     def _reconcile(self) -> None:
-        """Make the vector index hold exactly the store's passages (caller holds the write lock)."""
+        """Make every vector index hold exactly the store's passages (caller holds the write lock)."""
         revision = self.store.revision()
         stored = set(self.store.keys().tolist())
-        indexed = set(self._index.keys().tolist())
-        self._index.remove(indexed - stored)
-        keys, vectors = self.store.vectors(sorted(stored - indexed), self.embedder.dimension)
-        self._index.add(keys, vectors)
+        for name, index in self.indexes.items():
+            indexed = set(index.keys().tolist())
+            index.remove(indexed - stored)
+            index.add(*self.store.vectors(name, sorted(stored - indexed), index.dimension))
         self._revision = revision
         self._schedule_checkpoint()
 
@@ -206,24 +283,35 @@ class Library:
     def checkpoint(self) -> None:
         """Write the FAISS snapshot and manifest for the current revision (atomically)."""
         with self._checkpoint_lock, self._lock.reading():
-            self._index.save(self.index_dir / VECTORS_FILE)
+            for name, index in self.indexes.items():
+                index.save(self._snapshot_file(name))
             write_json_atomically(self.index_dir / MANIFEST_FILE, self._manifest())
 
     def _manifest(self) -> dict:
         return {
             "format": MANIFEST_FORMAT,
             "revision": self._revision,
-            "passages": len(self._index),
+            "passages": len(self.indexes["dense"]),
             "documents": self.store.count_documents(),
             "model": {
                 "name": self.embedder.name,
                 "identity": self.embedder.identity,
                 "dimension": self.embedder.dimension,
             },
+            "encoders": {
+                name: {
+                    "name": model.name,
+                    "identity": model.identity,
+                    "dimension": model.dimension,
+                    "file": self._snapshot_file(name).name,
+                    "sha256": file_sha256(self._snapshot_file(name)),
+                }
+                for name, model in self.encoders.items()
+            },
             "embedding_input_version": EMBEDDING_INPUT_VERSION,
             "lexical_version": LEXICAL_VERSION,
             "corpus_fingerprint": self.store.meta("corpus_fingerprint"),
-            "files": {"store": STORE_FILE, "vectors": VECTORS_FILE},
+            "store": STORE_FILE,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -271,7 +359,7 @@ class Library:
         content_hash = hashlib.sha256(
             repr((text, title, sorted(metadata.items()), source)).encode()
         ).hexdigest()
-        document_id = validate_document_id(document_id or f"doc-{content_hash[:12]}")
+        document_id = validate_document_id(f"doc-{content_hash[:12]}" if document_id is None else document_id)
         existing = self.store.document(document_id)
         if existing is not None and existing.content_hash == content_hash:
             return AddResult(existing, "unchanged", embedded=0, reused=existing.passages)
@@ -290,27 +378,42 @@ class Library:
         )
         with self._lock.writing():
             removed, added = self.store.write_document(document, text, new_passages)
-            self._index.remove(removed)
-            self._index.add(np.array(added, dtype=np.int64), np.stack([new.vector for new in new_passages]))
+            keys = np.array(added, dtype=np.int64)
+            for name, index in self.indexes.items():
+                index.remove(removed)
+                index.add(keys, np.stack([new.embeddings[name].vector for new in new_passages]))
             self._after_own_write()
         stored = self.store.document(document_id) or document
         status = "replaced" if existing is not None else "added"
         return AddResult(stored, status, embedded=embedded, reused=len(passages) - embedded)
 
     def _prepare_passages(self, passages: Sequence[Passage]) -> tuple[list[NewPassage], int]:
-        """Vectors (reused by embedding key, or computed now) and terms for each passage."""
-        keys = [embedding_key(self.embedder.identity, embedding_input(p)) for p in passages]
-        vectors = self.store.vectors_by_embedding_key(keys)
-        missing = {key: embedding_input(p) for key, p in zip(keys, passages) if key not in vectors}
-        if missing:
-            with self._progress_bar(len(missing), "embedding") as bar:
-                computed = self.embedder.embed_passages(list(missing.values()), progress=bar.update)
-            vectors.update(zip(missing, computed))
+        """Vectors (reused by embedding key, or computed now) and terms for each passage.
+
+        Returns the passages and how many of them had to be embedded (by the dense model).
+        """
+        inputs = [embedding_input(p) for p in passages]
+        embeddings: dict[str, list[Embedding]] = {}
+        embedded = 0
+        for name, model in self.encoders.items():
+            keys = [embedding_key(model.identity, text) for text in inputs]
+            vectors = self.store.vectors_by_embedding_key(keys)
+            missing = {key: text for key, text in zip(keys, inputs) if key not in vectors}
+            if missing:
+                with self._progress_bar(len(missing), f"embedding ({name})") as bar:
+                    vectors.update(zip(missing, model.embed_passages(list(missing.values()), progress=bar.update)))
+            embeddings[name] = [Embedding(key, vectors[key]) for key in keys]
+            embedded = embedded or len(missing)
         new_passages = [
-            NewPassage(passage=p, embedding_key=key, vector=vectors[key], terms=lexical_terms(lexical_input(p)))
-            for key, p in zip(keys, passages)
+            NewPassage(
+                passage=p,
+                embeddings={name: embeddings[name][i] for name in self.encoders},
+                terms=terms,
+                names=names,
+            )
+            for i, (p, (terms, names)) in enumerate(zip(passages, map(passage_terms, passages)))
         ]
-        return new_passages, len(missing)
+        return new_passages, embedded
 
     def remove_document(self, document_id: str) -> Document:
         """Delete a document; its passages leave every search at once. NotFound when unknown."""
@@ -321,7 +424,8 @@ class Library:
             removed = self.store.delete_document(document_id)
             if removed is None:
                 raise NotFound(f"no document with id {document_id!r}")
-            self._index.remove(removed)
+            for index in self.indexes.values():
+                index.remove(removed)
             self._after_own_write()
         return document
 
@@ -347,7 +451,8 @@ class Library:
         Documents that came from the corpus setting and whose file is gone are removed;
         documents added through the API are left alone.
         """
-        files = supported_files(paths)
+        named = corpus_files(paths)
+        files = [path for path, _ in named]
         fingerprint = hashlib.sha256()
         for path in files:
             fingerprint.update(str(path.resolve()).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
@@ -356,11 +461,11 @@ class Library:
             summary["unchanged"] = len(files)
             return summary
         sources = set()
-        for path in files:
+        for path, document_id in named:
             source = f"corpus:{path.resolve()}"
             sources.add(source)
             text, title = read_document_file(path)
-            result = self.add_document(text, document_id_for(path.stem), title=title, source=source)
+            result = self.add_document(text, document_id, title=title, source=source)
             summary[result.status] += 1
         for document in self.store.documents_from_source_prefix("corpus:"):
             if document.source not in sources:
@@ -373,8 +478,9 @@ class Library:
 
     # -- searching ---------------------------------------------------------------------------
     def count(self) -> int:
-        """Number of searchable passages."""
-        return len(self._index)
+        """Number of searchable passages (including those another process added)."""
+        self._ensure_current()
+        return len(self.indexes["dense"])
 
     def passage(self, passage_id: str) -> Passage:
         """One passage by id; NotFound when unknown."""
@@ -386,41 +492,173 @@ class Library:
             raise NotFound(f"no passage with id {passage_id!r}")
         return stored
 
-    def ask(self, question: str, top_k: int = 5) -> list[Hit]:
-        """The passages that best answer a question, best first."""
+    def ask(
+        self, question: str, top_k: int = 5, mode: str = "hybrid", min_confidence: float = 0.0
+    ) -> Answer:
+        """The passages that best answer a question, best first, with the answering sentences marked.
+
+        Args:
+            question: in any language the models know.
+            top_k: how many passages to return at most.
+            mode: ``hybrid`` (all channels fused), ``dense`` (the encoders only) or ``lexical`` (keywords only).
+            min_confidence: drop results whose confidence is below this, in [0, 1].
+        """
         question = _require_text(question, "question")
-        vector = self.embedder.embed_queries([clean_text(question)])
-        return self._dense_hits(vector, top_k)
+        top_k = _require_top_k(top_k)
+        if not 0.0 <= min_confidence <= 1.0:
+            raise InvalidInput("min_confidence must be between 0 and 1")
+        ranking = self.rank(question, mode, depth=max(top_k, CONFIDENCE_CONTEXT), fetch=top_k)
+        # confidence looks at the results after the last one returned, to measure margins
+        confidences = result_confidences(ranking.ranked, ranking.channels, mode)[:top_k]
+        ranked = ranking.ranked[:top_k]
+        found = ranking.passages
+        vectors, terms = ranking.vectors, ranking.terms
+        weights = rarity_weights(terms, self.store.document_frequencies(terms).__getitem__, max(1, self.count()))
+        highlights = highlight_passages(
+            [found[key].text for key, _ in ranked],
+            terms,
+            weights,
+            vectors.get("crosslingual", vectors.get("dense")),
+            self._sentence_encoder(vectors),
+        )
+        hits = [
+            Hit(
+                found[key],
+                rank=rank,
+                score=round(score, 6),
+                scores={channel.name: round(channel.scores.get(key, 0.0), 6) for channel in ranking.channels},
+                confidence=confidence,
+                highlights=tuple(marks),
+            )
+            for rank, ((key, score), confidence, marks) in enumerate(zip(ranked, confidences, highlights), start=1)
+        ]
+        answerable = bool(hits) and hits[0].confidence >= ANSWERABLE_CONFIDENCE
+        kept = [hit for hit in hits if hit.confidence >= min_confidence]
+        return Answer(question=question, mode=mode, hits=kept, answerable=answerable)
+
+    def rank(self, question: str, mode: str = "hybrid", depth: int = CONFIDENCE_CONTEXT, fetch: int = 0) -> Ranking:
+        """The fused ranking of the ``depth`` best passage keys, with every channel's scores.
+
+        The first ``fetch`` passages are read in the same consistent view of the index.
+        """
+        channels = self._mode_channels(mode)
+        cleaned = clean_text(question)
+        vectors = {
+            name: self.encoders[name].embed_queries([cleaned])[0] for name in channels if name in self.encoders
+        }
+        terms = query_terms(cleaned)
+        self._ensure_current()
+        with self._lock.reading():
+            scored = self._score_channels(channels, vectors, terms, query_name_terms(question))
+            ranked = fuse(scored)[:depth]
+            found = self.store.passages_by_keys(key for key, _ in ranked[:fetch])
+        return Ranking(ranked, scored, vectors, terms, {key: stored.passage for key, stored in found.items()})
+
+    def _mode_channels(self, mode: str) -> tuple[str, ...]:
+        if mode not in MODE_CHANNELS:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return tuple(name for name in MODE_CHANNELS[mode] if name in self.encoders or name in LEXICAL_CHANNELS)
+
+    def _sentence_encoder(self, vectors: dict[str, np.ndarray]) -> Callable[[list[str]], np.ndarray] | None:
+        """Sentences are compared with the question under the cross-lingual encoder when there is one."""
+        for name in ("crosslingual", "dense"):
+            if name in vectors:
+                return self.encoders[name].embed_passages
+        return None
+
+    def _score_channels(
+        self,
+        channels: Sequence[str],
+        vectors: dict[str, np.ndarray],
+        terms: list[str],
+        names: list[str],
+    ) -> list[ChannelScores]:
+        """Candidates of every channel, each scored exactly by every channel (caller holds the read lock)."""
+        expressions = {"lexical": match_expression(terms, "terms"), "names": match_expression(names, "names")}
+        candidates: dict[str, dict[int, float]] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for name in channels:
+            if name in LEXICAL_CHANNELS:
+                found = self.store.lexical_search(expressions[name], CANDIDATES_PER_CHANNEL)
+                candidates[name] = dict(found)
+                moments[name] = moments_from_top(candidates[name].values(), len(self.indexes["dense"]))
+            else:
+                index = self.indexes[name]
+                scores, keys = index.search(vectors[name], CANDIDATES_PER_CHANNEL)
+                candidates[name] = {int(k): float(v) for v, k in zip(scores[0], keys[0]) if k >= 0}
+                moments[name] = index.score_moments(vectors[name])
+        pool = set().union(*candidates.values())
+        for name in channels:
+            missing = sorted(pool - candidates[name].keys())
+            if name in LEXICAL_CHANNELS:
+                candidates[name].update(self.store.lexical_search(expressions[name], len(missing), missing))
+            else:
+                candidates[name].update(self.indexes[name].scores_for(vectors[name], missing))
+        return [ChannelScores(name, candidates[name], *moments[name]) for name in channels]
 
     def similar(self, text: str, top_k: int = 5) -> list[Hit]:
-        """The passages most similar to a text (compared as passage to passage)."""
+        """The passages most similar to a text (compared as passage to passage by the encoders)."""
         text = _require_text(text, "text")
-        vector = self.embedder.embed_passages([clean_text(text)])
-        return self._dense_hits(vector, top_k)
+        top_k = _require_top_k(top_k)
+        cleaned = clean_text(text)
+        vectors = {name: model.embed_passages([cleaned])[0] for name, model in self.encoders.items()}
+        return self._similar_hits(vectors, top_k)
 
     def similar_to_passage(self, passage_id: str, top_k: int = 5) -> list[Hit]:
         """The neighbours of a stored passage, itself excluded."""
         stored = self._stored_passage(passage_id)
+        top_k = _require_top_k(top_k)
         self._ensure_current()
         with self._lock.reading():
-            vector = self._index.vector(stored.key)
-        hits = self._dense_hits(vector, top_k + 1, exclude=stored.key)
-        return hits[:top_k]
+            try:
+                vectors = {name: index.vector(stored.key) for name, index in self.indexes.items()}
+            except KeyError:  # removed since it was looked up
+                raise NotFound(f"no passage with id {passage_id!r}") from None
+        return self._similar_hits(vectors, top_k, exclude=stored.key)
 
-    def _dense_hits(self, vector: np.ndarray, top_k: int, exclude: int | None = None) -> list[Hit]:
+    def _similar_hits(self, vectors: dict[str, np.ndarray], top_k: int, exclude: int | None = None) -> list[Hit]:
         self._ensure_current()
         with self._lock.reading():
-            scores, keys = self._index.search(vector, top_k)
-            found = self.store.passages_by_keys(int(key) for key in keys[0] if key >= 0)
-        ranked = [
-            (int(key), float(score))
-            for score, key in zip(scores[0], keys[0])
-            if key >= 0 and key != exclude and int(key) in found
-        ]
+            scored = self._score_channels(tuple(vectors), vectors, [], [])
+            ranked = [(key, score) for key, score in fuse(scored) if key != exclude][:top_k]
+            found = self.store.passages_by_keys(key for key, _ in ranked)
         return [
-            Hit(found[key].passage, rank=rank, score=score, scores={"dense": score})
-            for rank, (key, score) in enumerate(ranked, start=1)
+            Hit(
+                found[key].passage,
+                rank=rank,
+                score=round(score, 6),
+                scores={channel.name: round(channel.scores.get(key, 0.0), 6) for channel in scored},
+            )
+            for rank, (key, score) in enumerate(((k, s) for k, s in ranked if k in found), start=1)
         ]
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex digest of a file's bytes, or None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as content:
+            for block in iter(lambda: content.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _require_top_k(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"top_k must be a positive integer, got {value!r}")
+    return value
+
+
+def corpus_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """(file, document id) of each corpus file; inside a folder the id comes from the relative path."""
+    named = []
+    for path in map(Path, paths):
+        for file in supported_files([path]):
+            name = file.relative_to(path).with_suffix("").as_posix() if path.is_dir() else file.stem
+            named.append((file, document_id_for(name)))
+    return named
 
 
 def _require_text(value: object, name: str) -> str:
@@ -437,9 +675,10 @@ def open_library(
     corpus: Sequence[Path] = (),
     progress: bool = True,
     on_corpus: Callable[[dict[str, int]], None] | None = None,
+    crosslingual: Embedder | None = None,
 ) -> Library:
     """Open (or create) the library in ``index_dir`` and bring the corpus documents up to date."""
-    library = Library(index_dir, embedder, progress=progress)
+    library = Library(index_dir, embedder, crosslingual=crosslingual, progress=progress)
     if corpus:
         summary = library.sync_corpus(corpus)
         if on_corpus:

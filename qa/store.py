@@ -41,13 +41,21 @@ MIGRATIONS: list[str] = [
         heading TEXT,
         text TEXT NOT NULL,
         start INTEGER NOT NULL,
-        end INTEGER NOT NULL,
-        embedding_key TEXT NOT NULL,
-        vector BLOB NOT NULL
+        end INTEGER NOT NULL
     );
-    CREATE VIRTUAL TABLE passage_terms USING fts5(terms, tokenize = "unicode61 remove_diacritics 0 tokenchars '.'");
     CREATE INDEX passages_by_document ON passages(document_id, position);
-    CREATE INDEX passages_by_embedding_key ON passages(embedding_key);
+    CREATE TABLE embeddings (
+        encoder TEXT NOT NULL,
+        passage_key INTEGER NOT NULL REFERENCES passages(key) ON DELETE CASCADE,
+        embedding_key TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (encoder, passage_key)
+    );
+    CREATE INDEX embeddings_by_embedding_key ON embeddings(embedding_key);
+    CREATE VIRTUAL TABLE passage_terms USING fts5(
+        terms, names, tokenize = "unicode61 remove_diacritics 0 tokenchars '.'"
+    );
+    CREATE VIRTUAL TABLE passage_terms_vocabulary USING fts5vocab(passage_terms, 'row');
     """,
 ]
 
@@ -72,17 +80,24 @@ class StoredPassage:
 
     key: int
     passage: Passage
-    embedding_key: str
 
 
 @dataclass(frozen=True)
 class NewPassage:
-    """A passage ready to be written: embedded, and split into lexical terms."""
+    """A passage ready to be written: embedded by every encoder, and split into lexical terms."""
 
     passage: Passage
+    embeddings: dict[str, Embedding]  # encoder name -> its vector
+    terms: list[str]
+    names: list[str]  # romanised-name terms (qa.lexical.name_terms)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A vector and the digest of (model, input text) it was computed from."""
+
     embedding_key: str
     vector: np.ndarray
-    terms: list[str]
 
 
 class Store:
@@ -207,15 +222,22 @@ class Store:
             for new in passages:
                 p = new.passage
                 cursor = db.execute(
-                    "INSERT INTO passages(id, document_id, position, heading, text, start, end, embedding_key, vector)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        p.id, p.document_id, p.position, p.heading, p.text, p.start, p.end,
-                        new.embedding_key, _vector_bytes(new.vector),
-                    ),
+                    "INSERT INTO passages(id, document_id, position, heading, text, start, end)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (p.id, p.document_id, p.position, p.heading, p.text, p.start, p.end),
                 )
                 key = int(cursor.lastrowid)
-                db.execute("INSERT INTO passage_terms(rowid, terms) VALUES (?, ?)", (key, " ".join(new.terms)))
+                db.executemany(
+                    "INSERT INTO embeddings(encoder, passage_key, embedding_key, vector) VALUES (?, ?, ?, ?)",
+                    [
+                        (encoder, key, embedding.embedding_key, _vector_bytes(embedding.vector))
+                        for encoder, embedding in new.embeddings.items()
+                    ],
+                )
+                db.execute(
+                    "INSERT INTO passage_terms(rowid, terms, names) VALUES (?, ?, ?)",
+                    (key, " ".join(new.terms), " ".join(new.names)),
+                )
                 added.append(key)
             _bump_revision(db)
         return removed, added
@@ -278,22 +300,33 @@ class Store:
         rows = self._connection().execute("SELECT key FROM passages ORDER BY key").fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
-    def vectors(self, keys: Sequence[int] | None = None, dimension: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, vectors) of the given passages, or of all of them."""
+    def vectors(
+        self, encoder: str, keys: Sequence[int] | None = None, dimension: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, vectors) of one encoder for the given passages, or for all of them, in key order."""
         db = self._connection()
+        select = "SELECT passage_key, vector FROM embeddings WHERE encoder = ?"
         if keys is None:
-            rows = db.execute("SELECT key, vector FROM passages ORDER BY key").fetchall()
+            rows = db.execute(f"{select} ORDER BY passage_key", (encoder,)).fetchall()
         else:
             rows = []
             keys = list(keys)
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows += db.execute(f"SELECT key, vector FROM passages WHERE key IN ({marks})", chunk).fetchall()
+                rows += db.execute(f"{select} AND passage_key IN ({marks})", (encoder, *chunk)).fetchall()
+            rows.sort()
         found_keys = np.array([row[0] for row in rows], dtype=np.int64)
         if not rows:
             return found_keys, np.zeros((0, dimension), dtype=np.float32)
         return found_keys, np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+
+    def embedding_keys(self, encoder: str) -> dict[int, str]:
+        """passage key -> embedding key of one encoder's stored vectors."""
+        rows = self._connection().execute(
+            "SELECT passage_key, embedding_key FROM embeddings WHERE encoder = ?", (encoder,)
+        )
+        return dict(rows.fetchall())
 
     def vectors_by_embedding_key(self, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already computed for these embedding keys (same model, same input text)."""
@@ -303,44 +336,64 @@ class Store:
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, vector in self._connection().execute(
-                f"SELECT embedding_key, vector FROM passages WHERE embedding_key IN ({marks})", chunk
+                f"SELECT embedding_key, vector FROM embeddings WHERE embedding_key IN ({marks})", chunk
             ):
                 found[key] = np.frombuffer(vector, dtype=np.float32)
         return found
 
-    def update_vectors(self, updates: Sequence[tuple[int, str, np.ndarray]]) -> None:
-        """Replace (key, embedding key, vector) of existing passages, e.g. after a model change."""
+    def write_embeddings(self, encoder: str, updates: Sequence[tuple[int, Embedding]]) -> None:
+        """Set one encoder's (passage key, embedding) rows, e.g. after a model change."""
         with self._transaction() as db:
             db.executemany(
-                "UPDATE passages SET embedding_key = ?, vector = ? WHERE key = ?",
-                [(embedding_key, _vector_bytes(vector), key) for key, embedding_key, vector in updates],
+                "INSERT OR REPLACE INTO embeddings(encoder, passage_key, embedding_key, vector) VALUES (?, ?, ?, ?)",
+                [(encoder, key, e.embedding_key, _vector_bytes(e.vector)) for key, e in updates],
             )
             _bump_revision(db)
 
-    def update_terms(self, updates: Sequence[tuple[int, list[str]]]) -> None:
-        """Replace the lexical terms of existing passages, e.g. after a tokenizer change."""
+    def drop_encoder(self, encoder: str) -> None:
+        """Forget every vector of an encoder that is no longer used."""
         with self._transaction() as db:
-            db.executemany("DELETE FROM passage_terms WHERE rowid = ?", [(key,) for key, _ in updates])
+            db.execute("DELETE FROM embeddings WHERE encoder = ?", (encoder,))
+            _bump_revision(db)
+
+    def update_terms(self, updates: Sequence[tuple[int, list[str], list[str]]]) -> None:
+        """Replace the lexical (key, terms, names) of existing passages, e.g. after a rule change."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM passage_terms WHERE rowid = ?", [(key,) for key, _, _ in updates])
             db.executemany(
-                "INSERT INTO passage_terms(rowid, terms) VALUES (?, ?)",
-                [(key, " ".join(terms)) for key, terms in updates],
+                "INSERT INTO passage_terms(rowid, terms, names) VALUES (?, ?, ?)",
+                [(key, " ".join(terms), " ".join(names)) for key, terms, names in updates],
             )
             _bump_revision(db)
 
     def lexical_search(
-        self, expression: str, limit: int, allowed_keys: Sequence[int] | None = None
+        self, expression: str, limit: int, among_keys: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
-        """BM25 (key, score) pairs for an FTS5 MATCH expression, best first; higher is better."""
-        if not expression:
+        """BM25 (key, score) pairs for an FTS5 MATCH expression, best first; higher is better.
+
+        ``among_keys`` scores only those passages (to complete the scores of fusion candidates).
+        """
+        if not expression or (among_keys is not None and not among_keys):
             return []
         sql = "SELECT rowid, -bm25(passage_terms) FROM passage_terms WHERE passage_terms MATCH ?"
         arguments: list = [expression]
-        if allowed_keys is not None:
-            sql += f" AND rowid IN ({','.join('?' * len(allowed_keys))})"
-            arguments += list(allowed_keys)
+        if among_keys is not None:
+            sql += f" AND rowid IN ({','.join('?' * len(among_keys))})"
+            arguments += [int(key) for key in among_keys]
         sql += " ORDER BY bm25(passage_terms) LIMIT ?"
         rows = self._connection().execute(sql, [*arguments, limit]).fetchall()
         return [(int(key), float(score)) for key, score in rows]
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many passages contain each term (absent terms: 0)."""
+        found = dict.fromkeys(terms, 0)
+        if terms:
+            marks = ",".join("?" * len(terms))
+            rows = self._connection().execute(
+                f"SELECT term, doc FROM passage_terms_vocabulary WHERE term IN ({marks})", list(terms)
+            )
+            found.update(dict(rows.fetchall()))
+        return found
 
 
 class _Transaction:
@@ -362,13 +415,14 @@ _DOCUMENT_SELECT = (
     " FROM documents d LEFT JOIN passages p ON p.document_id = d.id"
 )
 _PASSAGE_SELECT = (
-    "SELECT p.key, p.id, p.document_id, d.title, p.heading, p.text, p.start, p.end, p.position,"
-    " p.embedding_key FROM passages p JOIN documents d ON d.id = p.document_id"
+    "SELECT p.key, p.id, p.document_id, d.title, p.heading, p.text, p.start, p.end, p.position"
+    " FROM passages p JOIN documents d ON d.id = p.document_id"
 )
 
 
 def _delete_passages(db: sqlite3.Connection, keys: Sequence[int]) -> None:
     db.executemany("DELETE FROM passage_terms WHERE rowid = ?", [(key,) for key in keys])
+    db.executemany("DELETE FROM embeddings WHERE passage_key = ?", [(key,) for key in keys])
     db.executemany("DELETE FROM passages WHERE key = ?", [(key,) for key in keys])
 
 
@@ -392,4 +446,4 @@ def _stored_passage(row: tuple) -> StoredPassage:
         id=row[1], document_id=row[2], document_title=row[3], heading=row[4], text=row[5],
         start=row[6], end=row[7], position=row[8],
     )
-    return StoredPassage(key=row[0], passage=passage, embedding_key=row[9])
+    return StoredPassage(key=row[0], passage=passage)

@@ -22,6 +22,16 @@ class VectorIndex:
     def __init__(self, dimension: int, index: faiss.Index | None = None) -> None:
         self.dimension = dimension
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        # Sum and sum of outer products of all vectors: the mean and spread of a query's scores
+        # over the whole collection follow from them exactly, without scoring every passage.
+        stored = self._all_vectors().astype(np.float64)
+        self._sum = stored.sum(axis=0)
+        self._outer = stored.T @ stored
+
+    def _all_vectors(self) -> np.ndarray:
+        if len(self) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._index.index.reconstruct_n(0, len(self))
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -29,12 +39,37 @@ class VectorIndex:
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors (n, dimension) under their keys (n,)."""
         if len(keys):
-            self._index.add_with_ids(_as_matrix(vectors, self.dimension), np.asarray(keys, dtype=np.int64))
+            matrix = _as_matrix(vectors, self.dimension)
+            self._index.add_with_ids(matrix, np.asarray(keys, dtype=np.int64))
+            self._sum += matrix.sum(axis=0)
+            self._outer += matrix.T.astype(np.float64) @ matrix
 
     def remove(self, keys: Iterable[int]) -> int:
         """Remove keys; returns how many were there."""
-        keys = np.fromiter(keys, dtype=np.int64)
-        return int(self._index.remove_ids(keys)) if len(keys) else 0
+        present = [key for key in keys if self._has(key)]
+        if not present:
+            return 0
+        removed = np.stack([self._index.reconstruct(key) for key in present]).astype(np.float64)
+        self._sum -= removed.sum(axis=0)
+        self._outer -= removed.T @ removed
+        return int(self._index.remove_ids(np.array(present, dtype=np.int64)))
+
+    def _has(self, key: int) -> bool:
+        try:
+            self._index.reconstruct(int(key))
+        except RuntimeError:
+            return False
+        return True
+
+    def score_moments(self, query: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation of ``query · v`` over every stored vector v."""
+        count = len(self)
+        if count == 0:
+            return 0.0, 1.0
+        query = np.asarray(query, dtype=np.float64).reshape(-1)
+        mean = float(query @ self._sum) / count
+        variance = float(query @ self._outer @ query) / count - mean * mean
+        return mean, max(variance, 1e-12) ** 0.5
 
     def keys(self) -> np.ndarray:
         """Every key in the index (unordered)."""
@@ -64,6 +99,14 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed_keys, dtype=np.int64)))
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
+
+    def scores_for(self, query: np.ndarray, keys: Iterable[int]) -> dict[int, float]:
+        """Exact scores of the query against the given keys (absent keys are skipped)."""
+        wanted = np.fromiter(keys, dtype=np.int64)
+        if len(wanted) == 0 or len(self) == 0:
+            return {}
+        scores, found = self.search(query, len(wanted), allowed_keys=wanted)
+        return {int(key): float(score) for score, key in zip(scores[0], found[0]) if key >= 0}
 
     def save(self, path: Path) -> None:
         """Write the index atomically."""

@@ -89,3 +89,15 @@ def bundled_library(bundled_index_dir: Path, real_embedder):
     library = Library(bundled_index_dir, real_embedder, progress=False)
     yield library
     library.close()
+
+
+@pytest.fixture(scope="session")
+def small_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first section of the bundled page (six passages): a corpus the real model embeds in seconds.
+
+    Shared by the tests that run the server or the CLI as processes.
+    """
+    lines = DEFAULT_CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)
+    path = tmp_path_factory.mktemp("small-corpus") / "shanxi-page-excerpt.txt"
+    path.write_text("".join(lines[:24]), encoding="utf-8")
+    return path

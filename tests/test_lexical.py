@@ -1,10 +1,10 @@
 """Lexical terms: CJK characters and bigrams, words, numbers, script folding."""
 
-from qa.lexical import lexical_terms, match_expression, query_terms
+from qa.lexical import lexical_terms, match_expression, name_terms, query_name_terms, query_terms, split_pinyin
 
 
-def test_chinese_becomes_characters_and_bigrams():
-    assert lexical_terms("城市治理") == ["城", "市", "治", "理", "城市", "市治", "治理"]
+def test_chinese_becomes_words_and_character_bigrams():
+    assert lexical_terms("城市治理") == ["城市", "治理", "城市", "市治", "治理"]
 
 
 def test_latin_words_are_lower_cased_and_decimals_kept_whole():
@@ -22,6 +22,21 @@ def test_question_words_and_stopwords_are_not_searched():
     assert query_terms("What is the capital of France?") == ["capital", "france"]
 
 
-def test_match_expression_quotes_every_term():
-    assert match_expression(['a"b', "城市"]) == '"a""b" OR "城市"'
+def test_match_expression_quotes_every_term_within_one_column():
+    assert match_expression(['a"b', "城市"]) == 'terms : ("a""b" OR "城市")'
+    assert match_expression(["heshun"], "names") == 'names : ("heshun")'
     assert match_expression([]) == ""
+
+
+def test_pinyin_name_terms_link_english_names_to_chinese_text():
+    assert "heshun" in name_terms("和顺县委书记许利伟")
+    assert query_name_terms("Who is the party secretary of Heshun County?") == ["heshun"]
+    assert query_name_terms("Which community does Li Xiaona work in?") == ["lixiao", "xiaona"]
+    assert set(query_name_terms("Li Xiaona")) <= set(name_terms("李肖娜脱口而出"))
+    assert query_name_terms("what is the weather like today?") == []
+
+
+def test_split_pinyin_prefers_fewest_syllables_and_rejects_english():
+    assert split_pinyin("Chongqing") == ["chong", "qing"]
+    assert split_pinyin("xian") == ["xian"]
+    assert split_pinyin("County") is None

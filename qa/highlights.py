@@ -1,0 +1,89 @@
+"""The answering sentence: which sentences of a passage answer the question, best first.
+
+Each sentence is scored by two signals that fail in different places: the share of the
+question's content terms it contains (weighted by how rare they are; strong for Chinese
+questions that reuse the text's words) and the cosine between the question and the sentence
+under the cross-lingual encoder (works for English questions about Chinese text). Measured
+on the gold sets, their sum picks the sentence holding the answer more often than either alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.lexical import lexical_terms
+from qa.text import split_sentences
+
+MAX_HIGHLIGHTS = 3
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """A sentence of a passage: ``text == passage.text[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of a passage with surrounding whitespace trimmed; empty sentences dropped."""
+    spans = []
+    for start, end in split_sentences(text):
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end:
+            spans.append((start, end))
+    return spans or [(0, len(text))]
+
+
+def term_coverage(question_terms: Sequence[str], sentence: str, weights: Mapping[str, float]) -> float:
+    """Weighted share of the question's terms that occur in the sentence, in [0, 1]."""
+    total = sum(weights.get(term, 1.0) for term in question_terms)
+    if not total:
+        return 0.0
+    present = set(lexical_terms(sentence))
+    return sum(weights.get(term, 1.0) for term in question_terms if term in present) / total
+
+
+def rarity_weights(question_terms: Sequence[str], document_frequency: Callable[[str], int], passages: int) -> dict:
+    """Inverse document frequency of each question term over the collection."""
+    return {term: math.log(1 + passages / (1 + document_frequency(term))) for term in question_terms}
+
+
+def highlight_passages(
+    texts: Sequence[str],
+    question_terms: Sequence[str],
+    weights: Mapping[str, float],
+    question_vector: np.ndarray | None,
+    embed_sentences: Callable[[list[str]], np.ndarray] | None,
+    limit: int = MAX_HIGHLIGHTS,
+) -> list[list[Highlight]]:
+    """For each passage text, its best sentences (at most ``limit``), best first.
+
+    All sentences of all passages are embedded in one batch, so the cost per question is
+    one encoder call however many results are highlighted.
+    """
+    spans = [sentence_spans(text) for text in texts]
+    sentences = [text[start:end] for text, text_spans in zip(texts, spans) for start, end in text_spans]
+    similarity = np.zeros(len(sentences), dtype=np.float32)
+    if question_vector is not None and embed_sentences is not None and sentences:
+        similarity = embed_sentences(sentences) @ np.asarray(question_vector, dtype=np.float32)
+    results: list[list[Highlight]] = []
+    position = 0
+    for text, text_spans in zip(texts, spans):
+        scored = []
+        for start, end in text_spans:
+            score = term_coverage(question_terms, text[start:end], weights) + float(similarity[position])
+            scored.append(Highlight(text[start:end], start, end, round(score, 4)))
+            position += 1
+        scored.sort(key=lambda highlight: highlight.score, reverse=True)
+        results.append(scored[:limit])
+    return results
