@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa.config import PROJECT_ROOT, Settings  # noqa: E402
 from qa.confidence import ANSWERABLE_CONFIDENCE, FEATURES, confidence_features  # noqa: E402
+from qa.config import PROJECT_ROOT, Settings  # noqa: E402
 from qa.embedder import load_encoders  # noqa: E402
 from qa.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
 from qa.fusion import MODES  # noqa: E402
@@ -36,7 +36,7 @@ def rows_for(library: Library, questions: list[Question], mode: str, answerable:
     features, labels, tops = [], [], []
     for question in questions:
         ranking = library.rank(question.question, mode, depth=DEPTH, fetch=DEPTH)
-        rows = confidence_features(ranking.ranked, ranking.channels)
+        rows = confidence_features(ranking.ranked, ranking.channels, library.coverage(ranking))
         tops.append(len(features))
         hits = [
             Hit(ranking.passages[key], rank=position + 1, score=score)
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--page", type=Path, default=PROJECT_ROOT / "evals" / "bundled-page")
     parser.add_argument("--cmrc", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "cmrc2018-dev")
     parser.add_argument("--drcd", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "drcd-dev")
-    parser.add_argument("--public-questions", type=int, default=300, help="questions used per public set")
+    parser.add_argument("--public-questions", type=int, default=200, help="questions used per public set")
     arguments = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -67,12 +67,14 @@ def main() -> int:
     count = arguments.public_questions
 
     for mode in MODES:
-        train: tuple[list, list] = ([], [])
+        train: tuple[list, list, list] = ([], [], [])
         test_tops: dict[str, tuple[list, list, list]] = {}
 
-        def add(part: tuple[list, list], rows: tuple[list, list, list]) -> None:
+        def add(part: tuple[list, list, list], rows: tuple[list, list, list]) -> None:
+            # every source weighs the same in the fit, however many rows it brings
             part[0].extend(rows[0])
             part[1].extend(rows[1])
+            part[2].extend([1.0 / max(1, len(rows[0]))] * len(rows[0]))
 
         for split, target in (("dev", train), ("test", None)):
             answerable = rows_for(page_library, select(page.questions, {"split": split}), mode, True)
@@ -94,14 +96,19 @@ def main() -> int:
             test_tops[f"{public.name} asked of the page (held out)"] = rows_for(
                 page_library, public.questions[1 : 2 * count : 2], mode, False
             )
-        features, labels = np.array(train[0]), np.array(train[1])
-        model = LogisticRegression(C=1.0, max_iter=2000).fit(features, labels)
+        features, labels, weights = np.array(train[0]), np.array(train[1]), np.array(train[2])
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(features, labels, sample_weight=weights * len(weights))
         coefficients = (float(model.intercept_[0]), *map(float, model.coef_[0]))
         print(f'    "{mode}": ({", ".join(f"{value:.4f}" for value in coefficients)}),')
         for name, (rows, row_labels, tops) in test_tops.items():
             probabilities = model.predict_proba(np.array(rows))[:, 1] if rows else np.array([])
             flagged = [probabilities[top] >= ANSWERABLE_CONFIDENCE for top in tops]
-            print(f"      {name}: answerable=true for {np.mean(flagged):.3f} of {len(tops)} questions")
+            top_confidence = np.mean([probabilities[top] for top in tops])
+            top_correct = np.mean([row_labels[top] for top in tops])
+            print(
+                f"      {name}: answerable=true for {np.mean(flagged):.3f} of {len(tops)} questions;"
+                f" mean top confidence {top_confidence:.3f}, top result correct {top_correct:.3f}"
+            )
     return 0
 
 

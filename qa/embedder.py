@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
@@ -164,6 +165,38 @@ class UniversalSentenceEncoder:
             if progress:
                 progress(len(batch))
         return np.concatenate(parts)
+
+
+class VectorCache:
+    """Most recently used passage-side vectors of short texts (the sentences highlights compare).
+
+    Popular passages come back in many answers; their sentences are embedded once.
+    """
+
+    def __init__(self, embedder: Embedder, capacity: int = 20_000) -> None:
+        self.embedder = embedder
+        self.capacity = capacity
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) vectors, embedding only the texts not seen recently."""
+        with self._lock:
+            missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        computed = self.embedder.embed_passages(missing) if missing else []
+        with self._lock:
+            self._vectors.update(zip(missing, computed))
+            rows = []
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is None:  # evicted by a concurrent caller in between: recompute alone
+                    vector = self.embedder.embed_passages([text])[0]
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
+                rows.append(vector)
+            while len(self._vectors) > self.capacity:
+                self._vectors.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, self.embedder.dimension), dtype=np.float32)
 
 
 def load_embedder(model: str, models_dir: Path, threads: int = 1, progress: bool = True) -> Embedder:

@@ -14,15 +14,20 @@ A second field, ``names``, holds the pinyin of adjacent Chinese characters (``�
 from __future__ import annotations
 
 import logging
+import math
 import re
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
+from qa.text import to_simplified
+
 # Bump when the terms of a text change: stored terms are then recomputed (no re-embedding).
-LEXICAL_VERSION = "jieba+bigrams/t2s/pinyin-bigrams/1"
+LEXICAL_VERSION = "jieba+bigrams/t2s/pinyin-bigrams/2"
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_TOKEN = re.compile(rf"[{_CJK}]+|\d+(?:\.\d+)+|[^\W_]+", re.UNICODE)
+# CJK runs, numbers (decimals kept whole), and runs of other letters: "2024年" is "2024" + "年"
+_TOKEN = re.compile(rf"[{_CJK}]+|\d+(?:\.\d+)*|[^\W\d_{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK}]+")
 
 # Words that carry the question's form, not its content: matching them finds noise.
@@ -36,16 +41,9 @@ ENGLISH_STOPWORDS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
-def _to_simplified():
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
 def fold(text: str) -> str:
     """Compatibility-fold (full-width → ASCII), lower-case and convert traditional to simplified."""
-    return _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
+    return to_simplified(unicodedata.normalize("NFKC", text).lower())
 
 
 @lru_cache(maxsize=1)
@@ -148,3 +146,17 @@ def query_name_terms(question: str) -> list[str]:
                 syllables += split
         terms.update(dict.fromkeys(_pinyin_bigrams(syllables)))
     return list(terms)
+
+
+def rarity_weights(question_terms: Sequence[str], document_frequency: Callable[[str], int], passages: int) -> dict:
+    """Inverse document frequency of each question term over the collection."""
+    return {term: math.log(1 + passages / (1 + document_frequency(term))) for term in question_terms}
+
+
+def term_coverage(question_terms: Sequence[str], text: str, weights: Mapping[str, float]) -> float:
+    """Weighted share of the question's terms that occur in a text, in [0, 1]."""
+    total = sum(weights.get(term, 1.0) for term in question_terms)
+    if not total:
+        return 0.0
+    present = set(lexical_terms(text))
+    return sum(weights.get(term, 1.0) for term in question_terms if term in present) / total

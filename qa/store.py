@@ -93,6 +93,39 @@ class NewPassage:
 
 
 @dataclass(frozen=True)
+class PassageFilter:
+    """Restrict a search to some documents and/or to documents whose metadata has given values.
+
+    ``metadata`` compares top-level fields for equality (strings, numbers, booleans, null).
+    """
+
+    documents: tuple[str, ...] | None = None
+    metadata: tuple[tuple[str, object], ...] = ()
+
+    def sql(self) -> tuple[str, list]:
+        """A WHERE condition over ``documents d`` and its parameters."""
+        conditions, parameters = [], []
+        if self.documents is not None:
+            conditions.append(f"d.id IN ({','.join('?' * len(self.documents))})" if self.documents else "0")
+            parameters += list(self.documents)
+        for field_name, value in self.metadata:
+            # json_each compares keys as plain text: a JSON path would need the key escaped
+            # (non-ASCII or quotes in a field name never matched)
+            if value is None or isinstance(value, bool):
+                kinds, compared = ["null" if value is None else "true" if value else "false"], []
+            else:
+                kinds, compared = (["text"] if isinstance(value, str) else ["integer", "real"]), [value]
+            conditions.append(
+                "EXISTS (SELECT 1 FROM json_each(d.metadata) AS field WHERE field.key = ?"
+                f" AND field.type IN ({','.join('?' * len(kinds))})"
+                + (" AND field.atom = ?" if compared else "")
+                + ")"
+            )
+            parameters += [field_name, *kinds, *compared]
+        return " AND ".join(conditions) or "1", parameters
+
+
+@dataclass(frozen=True)
 class Embedding:
     """A vector and the digest of (model, input text) it was computed from."""
 
@@ -367,11 +400,16 @@ class Store:
             _bump_revision(db)
 
     def lexical_search(
-        self, expression: str, limit: int, among_keys: Sequence[int] | None = None
+        self,
+        expression: str,
+        limit: int,
+        among_keys: Sequence[int] | None = None,
+        where: PassageFilter | None = None,
     ) -> list[tuple[int, float]]:
         """BM25 (key, score) pairs for an FTS5 MATCH expression, best first; higher is better.
 
-        ``among_keys`` scores only those passages (to complete the scores of fusion candidates).
+        ``among_keys`` scores only those passages (to complete the scores of fusion candidates);
+        ``where`` keeps only passages of the chosen documents, inside the query (no top-k starvation).
         """
         if not expression or (among_keys is not None and not among_keys):
             return []
@@ -380,9 +418,19 @@ class Store:
         if among_keys is not None:
             sql += f" AND rowid IN ({','.join('?' * len(among_keys))})"
             arguments += [int(key) for key in among_keys]
+        if where is not None:
+            condition, parameters = where.sql()
+            sql += f" AND rowid IN ({_FILTERED_KEYS} WHERE {condition})"
+            arguments += parameters
         sql += " ORDER BY bm25(passage_terms) LIMIT ?"
         rows = self._connection().execute(sql, [*arguments, limit]).fetchall()
         return [(int(key), float(score)) for key, score in rows]
+
+    def filtered_keys(self, where: PassageFilter) -> np.ndarray:
+        """Keys of the passages that a filter lets through, ascending."""
+        condition, parameters = where.sql()
+        rows = self._connection().execute(f"{_FILTERED_KEYS} WHERE {condition} ORDER BY p.key", parameters).fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int64)
 
     def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
         """How many passages contain each term (absent terms: 0)."""
@@ -410,6 +458,7 @@ class _Transaction:
         self.connection.execute("COMMIT" if error is None else "ROLLBACK")
 
 
+_FILTERED_KEYS = "SELECT p.key FROM passages p JOIN documents d ON d.id = p.document_id"
 _DOCUMENT_SELECT = (
     "SELECT d.id, d.title, d.source, d.metadata, d.content_hash, d.created_at, d.updated_at, COUNT(p.key)"
     " FROM documents d LEFT JOIN passages p ON p.document_id = d.id"

@@ -16,6 +16,7 @@ depend on the page layout are measured on the document itself (see ``_column_wid
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import re
 import statistics
@@ -33,6 +34,7 @@ __all__ = [
     "read_blocks",
     "read_layout",
     "split_sentences",
+    "to_simplified",
 ]
 
 log = logging.getLogger(__name__)
@@ -348,6 +350,18 @@ def clean_text_with_offsets(text: str) -> tuple[str, list[int]]:
     """``clean_text`` plus, for each character of the result, the index in ``text`` it came from."""
     text, offsets, _ = _clean(text)
     return text, offsets
+
+
+@functools.lru_cache(maxsize=1)
+def _simplifier():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese characters converted to simplified ones (other text unchanged)."""
+    return _simplifier().convert(text)
 
 
 def clean_text(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -108,9 +109,16 @@ class VectorIndex:
         scores, found = self.search(query, len(wanted), allowed_keys=wanted)
         return {int(key): float(score) for score, key in zip(scores[0], found[0]) if key >= 0}
 
-    def save(self, path: Path) -> None:
-        """Write the index atomically."""
-        write_atomically(path, lambda temporary: faiss.write_index(self._index, str(temporary)))
+    def save(self, path: Path) -> str:
+        """Write the index atomically; returns the SHA-256 of the bytes written (not of ``path`` re-read later)."""
+        digest = hashlib.sha256()
+
+        def write(temporary: Path) -> None:
+            faiss.write_index(self._index, str(temporary))
+            digest.update(temporary.read_bytes())
+
+        write_atomically(path, write)
+        return digest.hexdigest()
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:

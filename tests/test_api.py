@@ -361,7 +361,7 @@ def test_unknown_passage_is_a_json_404(client, passage_id):
     assert_error(client.get(f"/api/passages/{passage_id}/similar"), 404)
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/api/nothing", "/api/ask/extra", "/index.html"])
+@pytest.mark.parametrize("path", ["/api", "/api/nothing", "/api/ask/extra", "/index.html", "/static/nothing.js"])
 def test_unknown_route_is_a_json_404_not_html(client, path):
     response = client.get(path)
 

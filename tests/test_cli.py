@@ -74,7 +74,7 @@ def test_similar_prints_readable_numbered_passages_and_honours_top_k(built_index
     completed = run_cli("similar", paragraph.text, "--top-k", "2", *index_flags(index_dir, small_corpus_file))
 
     assert completed.returncode == 0, completed.stderr
-    numbered = re.findall(r"^(\d+)\. \[(-?\d+\.\d+)\] .*\((\S+)\)$", completed.stdout, flags=re.MULTILINE)
+    numbered = re.findall(r"^(\d+)\. \[similarity (-?\d+\.\d+)\] .*\((\S+)\)$", completed.stdout, flags=re.MULTILINE)
     assert [number for number, _, _ in numbered] == ["1", "2"]
     assert numbered[0][2] == paragraph.id
     assert float(numbered[0][1]) == pytest.approx(1.0, abs=0.01)

@@ -1,0 +1,69 @@
+"""Fusion, highlights and confidence: pure functions on hand-made scores."""
+
+import numpy as np
+import pytest
+
+from qa.confidence import FEATURES, confidence_features, probability
+from qa.fusion import ChannelScores, fuse, moments_from_top
+from qa.highlights import highlight_passages, sentence_spans
+
+
+def test_a_channel_without_evidence_has_no_say_in_the_fused_ranking():
+    dense = ChannelScores("dense", {1: 0.90, 2: 0.80, 3: 0.70}, mean=0.70, std=0.05)
+    # an English question under BM25 over Chinese text: one passage matched a number, noise
+    silent = ChannelScores("lexical", {3: 0.0, 1: 0.0, 2: 0.0}, mean=0.0, std=0.0)
+    assert [key for key, _ in fuse([dense, silent])] == [1, 2, 3]
+
+
+def test_agreeing_evidence_lifts_a_passage_over_a_slightly_better_dense_score():
+    dense = ChannelScores("dense", {1: 0.86, 2: 0.85}, mean=0.75, std=0.05)
+    lexical = ChannelScores("lexical", {2: 30.0, 1: 1.0}, mean=1.0, std=3.0)
+    assert [key for key, _ in fuse([dense, lexical])][0] == 2
+
+
+def test_fused_score_is_the_weighted_sum_of_z_scores():
+    dense = ChannelScores("dense", {7: 0.9}, mean=0.7, std=0.1)
+    lexical = ChannelScores("lexical", {7: 12.0}, mean=2.0, std=5.0)
+    [(key, score)] = fuse([dense, lexical], weights={"dense": 1.0, "lexical": 0.5})
+    assert key == 7 and score == pytest.approx(2.0 + 0.5 * 2.0)
+
+
+def test_moments_from_top_treat_unlisted_passages_as_zero():
+    mean, std = moments_from_top([3.0, 1.0], collection_size=4)
+    values = np.array([3.0, 1.0, 0.0, 0.0])
+    assert (mean, std) == pytest.approx((values.mean(), values.std()))
+    assert moments_from_top([], 10) == (0.0, 0.0)
+
+
+def test_sentence_spans_trim_whitespace_and_cover_the_sentences():
+    text = "第一句话。 第二句话！\n第三句"
+    spans = sentence_spans(text)
+    assert [text[start:end] for start, end in spans] == ["第一句话。", "第二句话！", "第三句"]
+
+
+def test_highlight_is_the_sentence_holding_the_question_terms():
+    text = "社区是城市治理体系的基本单元。李肖娜所在的社区有7266人。总书记同她交流。"
+    [marks] = highlight_passages([text], ["社区", "人", "多少"], {"社区": 1.0, "人": 1.0}, None, None)
+    assert marks[0].text == "李肖娜所在的社区有7266人。"
+    assert text[marks[0].start : marks[0].end] == marks[0].text
+
+
+def test_highlight_uses_the_encoder_when_words_do_not_match():
+    text = "甲句。乙句。"
+    vectors = {"甲句。": np.array([1.0, 0.0]), "乙句。": np.array([0.0, 1.0])}
+    [marks] = highlight_passages(
+        [text], ["english"], {}, np.array([0.0, 1.0]), lambda sentences: np.stack([vectors[s] for s in sentences])
+    )
+    assert marks[0].text == "乙句。"
+
+
+def test_confidence_features_are_collection_independent_and_probability_is_monotonic():
+    dense = ChannelScores("dense", {1: 0.88, 2: 0.80, 3: 0.79}, mean=0.75, std=0.03)
+    crosslingual = ChannelScores("crosslingual", {1: 0.55, 2: 0.20, 3: 0.18}, mean=0.1, std=0.08)
+    rows = confidence_features([(1, 9.0), (2, 3.0), (3, 2.5)], [dense, crosslingual], {1: 0.8, 2: 0.1})
+    assert set(rows[0]) == set(FEATURES)
+    assert rows[0]["crosslingual_cosine"] == pytest.approx(0.55) and rows[2]["coverage"] == 0.0
+    assert rows[0]["dense_margin"] > 0 > rows[1]["dense_margin"]
+    weaker = dict(rows[0], crosslingual_cosine=0.1)
+    for mode in ("hybrid", "dense"):
+        assert 0.0 <= probability(weaker, mode) < probability(rows[0], mode) <= 1.0
