@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         time.perf_counter() - started, library.count(), settings.host, int(server.effective_port),
     )
     try:
-        server.run()
+        server.run()  # returns (or raises KeyboardInterrupt) on SIGINT/SIGTERM
     except KeyboardInterrupt:
-        log.info("stopping")
+        pass
     finally:
+        log.info("stopping: writing the index snapshot")
         server.close()
         library.close()
     return 0

@@ -14,6 +14,7 @@ into ``COEFFICIENTS`` in qa/confidence.py, per mode.
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa.confidence import ANSWERABLE_CONFIDENCE, FEATURES, confidence_features  # noqa: E402
+from qa.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, FEATURES, confidence_features  # noqa: E402
 from qa.config import PROJECT_ROOT, Settings  # noqa: E402
 from qa.embedder import load_encoders  # noqa: E402
 from qa.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
@@ -31,9 +32,18 @@ from qa.library import Hit, Library  # noqa: E402
 DEPTH = 10
 
 
-def rows_for(library: Library, questions: list[Question], mode: str, answerable: bool) -> tuple[list, list, list]:
-    """Feature rows, labels, and per question the index of its top row."""
+def is_latin(question: str) -> bool:
+    """Whether a question is written mostly in Latin letters (English and the like)."""
+    letters = [character for character in question if character.isalpha()]
+    return sum(character.isascii() for character in letters) > len(letters) / 2
+
+
+def rows_for(
+    library: Library, questions: list[Question], mode: str, answerable: bool
+) -> tuple[list, list, list, list]:
+    """Feature rows, labels, per question the index of its top row, and per question its language."""
     features, labels, tops = [], [], []
+    languages = ["latin" if is_latin(question.question) else "other" for question in questions]
     for question in questions:
         ranking = library.rank(question.question, mode, depth=DEPTH, fetch=DEPTH)
         rows = confidence_features(ranking.ranked, ranking.channels, library.coverage(ranking))
@@ -46,7 +56,74 @@ def rows_for(library: Library, questions: list[Question], mode: str, answerable:
             correct = answerable and first_correct_rank(question, hits[position : position + 1]) is not None
             features.append([row[name] for name in FEATURES])
             labels.append(int(correct))
-    return features, labels, tops
+    return features, labels, tops, languages
+
+
+def collect_sources(arguments: argparse.Namespace, mode: str) -> dict[str, tuple[str, str, tuple]]:
+    """name -> (kind, part, rows) of every source of questions for one mode (cached on disk)."""
+    cache = PROJECT_ROOT / ".cache" / f"confidence-rows-{mode}-v2.pkl"
+    if cache.exists() and not arguments.refresh:
+        return pickle.loads(cache.read_bytes())
+    embedder, crosslingual = load_encoders(Settings(threads=2), progress=False)
+    page = load_benchmark(arguments.page)
+    publics = [load_benchmark(folder) for folder in (arguments.cmrc, arguments.drcd)]
+    libraries = {b.name: benchmark_library(b, embedder, crosslingual=crosslingual) for b in [page, *publics]}
+    page_library = libraries[page.name]
+    count = arguments.public_questions
+    sources = {}
+    for split, part in (("dev", "train"), ("test", "test")):
+        sources[f"page answerable ({split})"] = (
+            "answerable", part, rows_for(page_library, select(page.questions, {"split": split}), mode, True)
+        )
+        sources[f"page unanswerable ({split})"] = (
+            "unanswerable", part, rows_for(page_library, select(page.unanswerable, {"split": split}), mode, False)
+        )
+    for public in publics:
+        library = libraries[public.name]
+        for half, part in ((0, "train"), (1, "test")):
+            questions = public.questions[half : 2 * count : 2]
+            sources[f"{public.name} answerable ({part})"] = (
+                "answerable", part, rows_for(library, questions, mode, True)
+            )
+            sources[f"{public.name} asked of the page ({part})"] = (
+                "unanswerable", part, rows_for(page_library, questions, mode, False)
+            )
+        sources[f"page questions asked of {public.name} (train)"] = (
+            "unanswerable", "train", rows_for(library, select(page.questions, {"split": "dev"}), mode, False)
+        )
+    cache.parent.mkdir(exist_ok=True)
+    cache.write_bytes(pickle.dumps(sources))
+    return sources
+
+
+def training_weights(sources: dict[str, tuple[str, str, tuple]]) -> dict[str, list[float]]:
+    """Per-row weights of each training source.
+
+    Four groups weigh a quarter each: answerable and unanswerable questions, each split into
+    Latin-script (English) and other (Chinese) questions. Without this the few English
+    questions drown among Chinese ones, and English answers, whose scores are lower across
+    languages, were judged unanswerable. Within a group every question weighs the same.
+    """
+    training = {name: source for name, source in sources.items() if source[1] == "train"}
+    groups: dict[tuple[str, str], int] = {}
+    for kind, _, (_, _, _, languages) in training.values():
+        for language in languages:
+            groups[kind, language] = groups.get((kind, language), 0) + 1
+    weights = {}
+    for name, (kind, _, (rows, _, tops, languages)) in training.items():
+        ends = [*tops[1:], len(rows)]
+        weights[name] = [
+            0.25 / groups[kind, language] / (end - start)
+            for start, end, language in zip(tops, ends, languages)
+            for _ in range(end - start)
+        ]
+    return weights
+
+
+def answerable_flags(probabilities: np.ndarray, tops: list[int], depth: int = ANSWERABLE_DEPTH) -> np.ndarray:
+    """The library's rule: a question is answerable when one of its first results is confident enough."""
+    ends = [*tops[1:], len(probabilities)]
+    return np.array([probabilities[start : min(end, start + depth)].max() for start, end in zip(tops, ends)])
 
 
 def main() -> int:
@@ -55,59 +132,28 @@ def main() -> int:
     parser.add_argument("--cmrc", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "cmrc2018-dev")
     parser.add_argument("--drcd", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "drcd-dev")
     parser.add_argument("--public-questions", type=int, default=200, help="questions used per public set")
+    parser.add_argument("--refresh", action="store_true", help="recompute the cached feature rows")
     arguments = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
 
-    embedder, crosslingual = load_encoders(Settings(threads=2), progress=False)
-    page = load_benchmark(arguments.page)
-    publics = [load_benchmark(folder) for folder in (arguments.cmrc, arguments.drcd)]
-    libraries = {b.name: benchmark_library(b, embedder, crosslingual=crosslingual) for b in [page, *publics]}
-    page_library = libraries[page.name]
-    count = arguments.public_questions
-
     for mode in MODES:
-        train: tuple[list, list, list] = ([], [], [])
-        test_tops: dict[str, tuple[list, list, list]] = {}
-
-        def add(part: tuple[list, list, list], rows: tuple[list, list, list]) -> None:
-            # every source weighs the same in the fit, however many rows it brings
-            part[0].extend(rows[0])
-            part[1].extend(rows[1])
-            part[2].extend([1.0 / max(1, len(rows[0]))] * len(rows[0]))
-
-        for split, target in (("dev", train), ("test", None)):
-            answerable = rows_for(page_library, select(page.questions, {"split": split}), mode, True)
-            unanswerable = rows_for(page_library, select(page.unanswerable, {"split": split}), mode, False)
-            if target is not None:
-                add(target, answerable)
-                add(target, unanswerable)
-            else:
-                test_tops["page answerable (test)"] = answerable
-                test_tops["page unanswerable (test)"] = unanswerable
-        for public in publics:
-            library = libraries[public.name]
-            add(train, rows_for(library, public.questions[0 : 2 * count : 2], mode, True))
-            add(train, rows_for(page_library, public.questions[0 : 2 * count : 2], mode, False))
-            add(train, rows_for(library, select(page.questions, {"split": "dev"}), mode, False))
-            test_tops[f"{public.name} answerable (held out)"] = rows_for(
-                library, public.questions[1 : 2 * count : 2], mode, True
-            )
-            test_tops[f"{public.name} asked of the page (held out)"] = rows_for(
-                page_library, public.questions[1 : 2 * count : 2], mode, False
-            )
-        features, labels, weights = np.array(train[0]), np.array(train[1]), np.array(train[2])
-        model = LogisticRegression(C=1.0, max_iter=5000).fit(features, labels, sample_weight=weights * len(weights))
+        sources = collect_sources(arguments, mode)
+        weights = training_weights(sources)
+        features = np.array([row for name in weights for row in sources[name][2][0]])
+        labels = np.array([label for name in weights for label in sources[name][2][1]])
+        row_weights = np.array([weight for name in weights for weight in weights[name]])
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(features, labels, sample_weight=row_weights * len(labels))
         coefficients = (float(model.intercept_[0]), *map(float, model.coef_[0]))
         print(f'    "{mode}": ({", ".join(f"{value:.4f}" for value in coefficients)}),')
-        for name, (rows, row_labels, tops) in test_tops.items():
-            probabilities = model.predict_proba(np.array(rows))[:, 1] if rows else np.array([])
-            flagged = [probabilities[top] >= ANSWERABLE_CONFIDENCE for top in tops]
-            top_confidence = np.mean([probabilities[top] for top in tops])
-            top_correct = np.mean([row_labels[top] for top in tops])
+        for name, (_, _, (rows, row_labels, tops, _)) in sources.items():
+            probabilities = model.predict_proba(np.array(rows))[:, 1]
+            flags = answerable_flags(probabilities, tops) >= ANSWERABLE_CONFIDENCE
+            top = np.array([probabilities[index] for index in tops])
+            correct = np.mean([row_labels[index] for index in tops])
             print(
-                f"      {name}: answerable=true for {np.mean(flagged):.3f} of {len(tops)} questions;"
-                f" mean top confidence {top_confidence:.3f}, top result correct {top_correct:.3f}"
+                f"      {name}: answerable=true for {flags.mean():.3f} of {len(tops)};"
+                f" mean top confidence {top.mean():.3f}, top result correct {correct:.3f}"
             )
     return 0
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from qa.confidence import ANSWERABLE_CONFIDENCE, result_confidences
+from qa.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
 from qa.embedder import Embedder, VectorCache
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.files import read_json, write_json_atomically
@@ -540,8 +540,8 @@ class Library:
         vectors, terms = ranking.vectors, ranking.terms
         weights = self.term_weights(terms)
         # confidence looks at the results after the last one returned, to measure margins
-        confidences = result_confidences(ranking.ranked, ranking.channels, self.coverage(ranking, weights), mode)
-        confidences = confidences[:top_k]
+        everything = result_confidences(ranking.ranked, ranking.channels, self.coverage(ranking, weights), mode)
+        confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]
         highlights = highlight_passages(
             [found[key].text for key, _ in ranked],
@@ -561,7 +561,7 @@ class Library:
             )
             for rank, ((key, score), confidence, marks) in enumerate(zip(ranked, confidences, highlights), start=1)
         ]
-        answerable = bool(hits) and hits[0].confidence >= ANSWERABLE_CONFIDENCE
+        answerable = max(everything[:ANSWERABLE_DEPTH], default=0.0) >= ANSWERABLE_CONFIDENCE
         kept = [hit for hit in hits if hit.confidence >= min_confidence]
         return Answer(question=question, mode=mode, hits=kept, answerable=answerable)
 

@@ -72,21 +72,29 @@ def real_embedder(bundled_model_folder: Path):
 
 
 @pytest.fixture(scope="session")
-def bundled_index_dir(tmp_path_factory: pytest.TempPathFactory, real_embedder) -> Path:
-    """An index of the bundled page built with the real model, once per test run."""
+def crosslingual_encoder():
+    """The second, cross-lingual encoder (USE-multilingual v3) the service fuses with the model."""
+    from qa.embedder import UniversalSentenceEncoder
+
+    return UniversalSentenceEncoder(threads=2)
+
+
+@pytest.fixture(scope="session")
+def bundled_index_dir(tmp_path_factory: pytest.TempPathFactory, real_embedder, crosslingual_encoder) -> Path:
+    """An index of the bundled page built with the service's real encoders, once per test run."""
     from qa.library import open_library
 
     index_dir = tmp_path_factory.mktemp("bundled-index")
-    open_library(index_dir, real_embedder, [DEFAULT_CORPUS], progress=False).close()
+    open_library(index_dir, real_embedder, [DEFAULT_CORPUS], progress=False, crosslingual=crosslingual_encoder).close()
     return index_dir
 
 
 @pytest.fixture(scope="session")
-def bundled_library(bundled_index_dir: Path, real_embedder):
-    """The library over the bundled page with the real model (read-only use in tests)."""
+def bundled_library(bundled_index_dir: Path, real_embedder, crosslingual_encoder):
+    """The library over the bundled page as the service runs it (read-only use in tests)."""
     from qa.library import Library
 
-    library = Library(bundled_index_dir, real_embedder, progress=False)
+    library = Library(bundled_index_dir, real_embedder, crosslingual=crosslingual_encoder, progress=False)
     yield library
     library.close()
 
@@ -101,3 +109,39 @@ def small_corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("small-corpus") / "shanxi-page-excerpt.txt"
     path.write_text("".join(lines[:24]), encoding="utf-8")
     return path
+
+
+# -- a small library of real-looking Chinese documents, shared by the plumbing tests -----------------
+COMMUNITY_PARAGRAPH = "在迎泽区，社区把闲置的锅炉房改成了老年食堂和托育中心，周边居民步行十分钟就能吃上热饭、送孩子入托。"
+MUSEUM_PARAGRAPH = "娄烦县高君宇故居纪念馆是全国红色旅游经典景区，今年上半年接待游客超过十二万人次，其中青少年研学团队占三成。"
+DOCUMENTS = {
+    "taiyuan": (
+        "太原城市更新\n\n"
+        "太原市今年启动老旧小区改造三年行动，计划改造小区四百余个，同步加装电梯、增设停车位和充电桩，让居民住得更舒心。\n\n"
+        f"{COMMUNITY_PARAGRAPH}\n\n"
+        "市住建局负责人表示，改造坚持先民生后提升，优先解决排水管网老化、屋顶漏雨等群众反映最集中的问题。\n"
+    ),
+    "loufan": (
+        "娄烦红色旅游\n\n"
+        f"{MUSEUM_PARAGRAPH}\n\n"
+        "纪念馆新开设了沉浸式展厅，用影像和实物讲述高君宇与石评梅的故事，吸引了许多年轻观众专程前来。\n"
+    ),
+    "pingyao": (
+        "平遥古城保护\n\n"
+        "平遥古城管理部门对城墙、街巷和传统民居开展了系统性修缮，修复过程中坚持使用传统工艺和原有材料。\n\n"
+        "每到周末，古城里的票号博物馆和县衙前总是排起长队，游客可以在讲解员带领下了解晋商汇通天下的历史。\n"
+    ),
+}
+PASSAGE_COUNT = 7  # 3 + 2 + 2 paragraphs, each one passage
+
+
+@pytest.fixture
+def library(tmp_path, fake_embedder):
+    """DOCUMENTS indexed with the fake embedder in a fresh folder."""
+    from qa.library import Library
+
+    library = Library(tmp_path / "index", fake_embedder, progress=False)
+    for document_id, text in DOCUMENTS.items():
+        library.add_document(text, document_id)
+    yield library
+    library.close()

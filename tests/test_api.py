@@ -12,43 +12,13 @@ import json
 import random
 
 import pytest
+from conftest import DOCUMENTS, MUSEUM_PARAGRAPH, PASSAGE_COUNT
 
 from qa.api import create_app
 from qa.library import Library
 
 MAX_QUESTION_CHARS = 200
 MAX_REQUEST_BYTES = 4096
-
-DOCUMENTS = {
-    "taiyuan": (
-        "太原城市更新\n\n"
-        "太原市今年启动老旧小区改造三年行动，计划改造小区四百余个，同步加装电梯、增设停车位和充电桩，让居民住得更舒心。\n\n"
-        "在迎泽区，社区把闲置的锅炉房改成了老年食堂和托育中心，周边居民步行十分钟就能吃上热饭、送孩子入托。\n\n"
-        "市住建局负责人表示，改造坚持先民生后提升，优先解决排水管网老化、屋顶漏雨等群众反映最集中的问题。\n"
-    ),
-    "loufan": (
-        "娄烦红色旅游\n\n"
-        "娄烦县高君宇故居纪念馆是全国红色旅游经典景区，今年上半年接待游客超过十二万人次，其中青少年研学团队占三成。\n\n"
-        "纪念馆新开设了沉浸式展厅，用影像和实物讲述高君宇与石评梅的故事，吸引了许多年轻观众专程前来。\n"
-    ),
-    "pingyao": (
-        "平遥古城保护\n\n"
-        "平遥古城管理部门对城墙、街巷和传统民居开展了系统性修缮，修复过程中坚持使用传统工艺和原有材料。\n\n"
-        "每到周末，古城里的票号博物馆和县衙前总是排起长队，游客可以在讲解员带领下了解晋商汇通天下的历史。\n"
-    ),
-}
-PASSAGE_COUNT = 7
-MUSEUM_PARAGRAPH = "娄烦县高君宇故居纪念馆是全国红色旅游经典景区，今年上半年接待游客超过十二万人次，其中青少年研学团队占三成。"
-
-
-@pytest.fixture
-def library(tmp_path, fake_embedder):
-    library = Library(tmp_path / "index", fake_embedder, progress=False)
-    for document_id, text in DOCUMENTS.items():
-        library.add_document(text, document_id)
-    yield library
-    library.close()
-
 
 def make_client(library: Library, **settings):
     config = {"max_question_chars": MAX_QUESTION_CHARS, "max_request_bytes": MAX_REQUEST_BYTES, **settings}
@@ -471,3 +441,10 @@ def test_real_model_answers_a_chinese_question_through_the_api(bundled_library):
     results = assert_ranked_results(response.get_json(), count=3)
     assert "从严政治建设明方向" in results[0]["text"]
     assert "从严政治建设明方向".encode() in response.get_data()
+
+
+def test_home_page_is_a_small_html_client_of_the_api(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "/api/ask" in page and "highlights" in page

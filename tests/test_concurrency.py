@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder
-from test_api import DOCUMENTS
+from conftest import DOCUMENTS, FakeEmbedder
 
 import qa.library
 from qa.api import create_app
@@ -265,7 +264,8 @@ def assert_final_state(library: Library) -> None:
 
 
 # -- one library, many threads ------------------------------------------------------------------
-def test_searches_in_many_threads_never_fail_nor_see_half_a_document_while_others_write(library):
+def churn_while_searching(writing: Library, searching: Library) -> None:
+    """Writers churn documents through ``writing`` while readers search ``searching``; both must stay clean."""
     ledger = Ledger(ALL_CHURNED)
     workers = Workers()
     for writer in range(WRITERS):
@@ -275,17 +275,21 @@ def test_searches_in_many_threads_never_fail_nor_see_half_a_document_while_other
                 workers,
                 ledger,
                 churned_ids(writer),
-                add=lambda document_id, version: library.add_document(churn_text(document_id, version), document_id),
-                remove=library.remove_document,
+                add=lambda document_id, version: writing.add_document(churn_text(document_id, version), document_id),
+                remove=writing.remove_document,
             ),
         )
-    for name, search in library_searches(library).items():
+    for name, search in library_searches(searching).items():
         workers.reader(name, search, ledger)
 
     workers.run({f"writer-{writer}" for writer in range(WRITERS)})
 
     workers.assert_clean()
-    assert_final_state(library)
+    assert_final_state(searching)
+
+
+def test_searches_in_many_threads_never_fail_nor_see_half_a_document_while_others_write(library):
+    churn_while_searching(library, library)
 
 
 def test_concurrent_writes_to_the_same_document_leave_one_whole_version(library):
@@ -437,27 +441,8 @@ def test_writes_through_either_of_two_libraries_on_one_folder_are_visible_throug
 def test_searches_through_one_library_never_fail_while_another_library_on_the_folder_writes(library, tmp_path):
     """The server keeps searching while ``python -m qa add`` / ``remove`` write to the same folder."""
     other = Library(tmp_path / "index", FakeEmbedder(), progress=False)
-    ledger = Ledger(ALL_CHURNED)
-    workers = Workers()
     try:
-        for writer in range(WRITERS):
-            workers.writer(
-                f"writer-{writer}",
-                churn(
-                    workers,
-                    ledger,
-                    churned_ids(writer),
-                    add=lambda document_id, version: other.add_document(churn_text(document_id, version), document_id),
-                    remove=other.remove_document,
-                ),
-            )
-        for name, search in library_searches(library).items():
-            workers.reader(name, search, ledger)
-
-        workers.run({f"writer-{writer}" for writer in range(WRITERS)})
-
-        workers.assert_clean()
-        assert_final_state(library)
+        churn_while_searching(other, library)
     finally:
         other.close()
 

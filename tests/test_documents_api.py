@@ -14,8 +14,8 @@ import json
 
 import docx
 import pytest
-from conftest import FakeEmbedder
-from test_api import DOCUMENTS, MUSEUM_PARAGRAPH, PASSAGE_COUNT, assert_error, assert_ranked_results, post_json
+from conftest import DOCUMENTS, MUSEUM_PARAGRAPH, PASSAGE_COUNT, FakeEmbedder
+from test_api import assert_error, assert_ranked_results, post_json
 from test_readers import docx_bytes, text_pdf
 
 from qa.api import create_app
@@ -34,15 +34,6 @@ JINCI_TEXT = (
 JINCI_NEW_PARAGRAPH = "夜游线路全长两公里，新增了二十处讲解点，讲解员还会带游客登上水镜台欣赏晋剧表演。"
 PINGYAO_PARAGRAPH = "平遥古城管理部门对城墙、街巷和传统民居开展了系统性修缮，修复过程中坚持使用传统工艺和原有材料。"
 MODES = ("hybrid", "dense", "lexical")
-
-
-@pytest.fixture
-def library(tmp_path, fake_embedder):
-    library = Library(tmp_path / "index", fake_embedder, progress=False)
-    for document_id, text in DOCUMENTS.items():
-        library.add_document(text, document_id)
-    yield library
-    library.close()
 
 
 def make_client(library: Library, **settings):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder
+from conftest import COMMUNITY_PARAGRAPH, DOCUMENTS, PASSAGE_COUNT, FakeEmbedder
 
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.library import Library, open_library
@@ -24,28 +24,9 @@ from qa.vector_index import VectorIndex
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-OLD_COMMUNITY_PARAGRAPH = "在迎泽区，社区把闲置的锅炉房改成了老年食堂和托育中心，周边居民步行十分钟就能吃上热饭、送孩子入托。"
+OLD_COMMUNITY_PARAGRAPH = COMMUNITY_PARAGRAPH
 NEW_COMMUNITY_PARAGRAPH = "在杏花岭区，社区把废弃的自行车棚改成了共享书屋和健身角，居民下楼就能借书锻炼，邻里之间的交流也多了起来。"
 
-DOCUMENTS = {
-    "taiyuan": (
-        "太原城市更新\n\n"
-        "太原市今年启动老旧小区改造三年行动，计划改造小区四百余个，同步加装电梯、增设停车位和充电桩，让居民住得更舒心。\n\n"
-        f"{OLD_COMMUNITY_PARAGRAPH}\n\n"
-        "市住建局负责人表示，改造坚持先民生后提升，优先解决排水管网老化、屋顶漏雨等群众反映最集中的问题。\n"
-    ),
-    "loufan": (
-        "娄烦红色旅游\n\n"
-        "娄烦县高君宇故居纪念馆是全国红色旅游经典景区，今年上半年接待游客超过十二万人次，其中青少年研学团队占三成。\n\n"
-        "纪念馆新开设了沉浸式展厅，用影像和实物讲述高君宇与石评梅的故事，吸引了许多年轻观众专程前来。\n"
-    ),
-    "pingyao": (
-        "平遥古城保护\n\n"
-        "平遥古城管理部门对城墙、街巷和传统民居开展了系统性修缮，修复过程中坚持使用传统工艺和原有材料。\n\n"
-        "每到周末，古城里的票号博物馆和县衙前总是排起长队，游客可以在讲解员带领下了解晋商汇通天下的历史。\n"
-    ),
-}
-PASSAGE_COUNT = 7  # 3 + 2 + 2 paragraphs, each one passage
 
 QUESTIONS = [
     "高君宇故居纪念馆接待了多少游客？",
@@ -114,14 +95,6 @@ def read_manifest(index_dir: Path) -> dict:
 @pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
     return tmp_path / "index"
-
-
-@pytest.fixture
-def library(index_dir: Path, fake_embedder: FakeEmbedder):
-    library = Library(index_dir, fake_embedder, progress=False)
-    add_documents(library)
-    yield library
-    library.close()
 
 
 # -- persistence --------------------------------------------------------------------------------
