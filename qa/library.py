@@ -59,6 +59,7 @@ MANIFEST_FORMAT = 1
 EMBEDDING_INPUT_VERSION = 2
 CHECKPOINT_DELAY_SECONDS = 2.0
 CANDIDATES_PER_CHANNEL = 100
+LEXICAL_SCORED = 1000
 CONFIDENCE_CONTEXT = 10
 LEXICAL_CHANNELS = ("lexical", "names")
 DOCUMENT_ID_PATTERN = re.compile(r"^[\w][\w.\-]{0,127}$")
@@ -634,12 +635,16 @@ class Library:
         expressions = {"lexical": match_expression(terms, "terms"), "names": match_expression(names, "names")}
         allowed = self.store.filtered_keys(where) if where is not None else None
         candidates: dict[str, dict[int, float]] = {}
+        lexical_scores: dict[str, dict[int, float]] = {}
         moments: dict[str, tuple[float, float]] = {}
         for name in channels:
             if name in LEXICAL_CHANNELS:
-                found = self.store.lexical_search(expressions[name], CANDIDATES_PER_CHANNEL, where=where)
-                candidates[name] = dict(found)
-                moments[name] = moments_from_top(candidates[name].values(), len(self.indexes["dense"]))
+                # one query scores the best LEXICAL_SCORED matches: its head are the candidates, the rest
+                # completes other channels' candidates (asking FTS5 for given rowids was 50 ms a query)
+                found = self.store.lexical_search(expressions[name], LEXICAL_SCORED, where=where)
+                candidates[name] = dict(found[:CANDIDATES_PER_CHANNEL])
+                lexical_scores[name] = dict(found)
+                moments[name] = moments_from_top(lexical_scores[name].values(), len(self.indexes["dense"]))
             else:
                 index = self.indexes[name]
                 scores, keys = index.search(vectors[name], CANDIDATES_PER_CHANNEL, allowed_keys=allowed)
@@ -649,7 +654,7 @@ class Library:
         for name in channels:
             missing = sorted(pool - candidates[name].keys())
             if name in LEXICAL_CHANNELS:
-                candidates[name].update(self.store.lexical_search(expressions[name], len(missing), missing))
+                candidates[name].update((key, lexical_scores[name].get(key, 0.0)) for key in missing)
             else:
                 candidates[name].update(self.indexes[name].scores_for(vectors[name], missing))
         return [ChannelScores(name, candidates[name], *moments[name]) for name in channels]

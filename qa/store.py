@@ -400,24 +400,16 @@ class Store:
             _bump_revision(db)
 
     def lexical_search(
-        self,
-        expression: str,
-        limit: int,
-        among_keys: Sequence[int] | None = None,
-        where: PassageFilter | None = None,
+        self, expression: str, limit: int, where: PassageFilter | None = None
     ) -> list[tuple[int, float]]:
         """BM25 (key, score) pairs for an FTS5 MATCH expression, best first; higher is better.
 
-        ``among_keys`` scores only those passages (to complete the scores of fusion candidates);
         ``where`` keeps only passages of the chosen documents, inside the query (no top-k starvation).
         """
-        if not expression or (among_keys is not None and not among_keys):
+        if not expression:
             return []
         sql = "SELECT rowid, -bm25(passage_terms) FROM passage_terms WHERE passage_terms MATCH ?"
         arguments: list = [expression]
-        if among_keys is not None:
-            sql += f" AND rowid IN ({','.join('?' * len(among_keys))})"
-            arguments += [int(key) for key in among_keys]
         if where is not None:
             condition, parameters = where.sql()
             sql += f" AND rowid IN ({_FILTERED_KEYS} WHERE {condition})"
