@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual
     )
     app = create_app(settings, library=library)
+    log.info("warmed up (word segmenter, pinyin table, encoders) in %.1f s", library.warm_up())
 
     from waitress import create_server
 

@@ -299,6 +299,21 @@ class Library:
             self._revision += writes
             self._schedule_checkpoint()
 
+    def warm_up(self) -> float:
+        """Load what the first questions would otherwise wait for; returns the seconds it took.
+
+        jieba's dictionary and the pinyin table load lazily (about 1 s each) and each encoder's
+        first call is slow; a server calls this before it accepts requests.
+        """
+        started = time.perf_counter()
+        for question in ("城市管理应该像什么一样精细？", "Who is Li Xiaona?"):
+            cleaned = clean_text(question)
+            query_terms(cleaned)
+            query_name_terms(question)
+            for encoder in self.encoders.values():
+                encoder.embed_queries([to_simplified(cleaned)])
+        return time.perf_counter() - started
+
     # -- snapshots ---------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Write the FAISS snapshot and manifest for the current revision (atomically)."""

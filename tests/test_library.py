@@ -670,3 +670,18 @@ def test_real_model_ranks_the_answering_passage_of_the_bundled_page_first(bundle
 
     assert answer in hits[0].passage.text
     assert hits[0].passage.document_id == "shanxi-daily-2025-07-page"
+
+
+def test_warm_up_loads_the_lazy_parts_and_writes_nothing(index_dir):
+    import jieba
+
+    library = Library(index_dir, FakeEmbedder(), progress=False)
+    try:
+        revision = library.store.revision()
+        seconds = library.warm_up()
+        assert seconds >= 0
+        assert jieba.dt.initialized
+        assert library.count() == 0 and library.store.revision() == revision
+        assert library.embedder.embedded == []  # queries only: nothing stored was embedded
+    finally:
+        library.close()

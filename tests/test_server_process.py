@@ -176,6 +176,7 @@ def test_server_answers_over_http_stops_on_sigterm_and_restarts_from_its_snapsho
     finally:
         first.kill()
     assert EMBEDDING_PROGRESS_BAR.search(first.log), "the first start should have embedded the corpus"
+    assert "warmed up" in first.log.split("serving on")[0], "lazy loads should happen before serving"
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["passages"] == passages
 
