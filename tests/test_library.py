@@ -13,6 +13,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,19 @@ def assert_same_results(actual: dict, expected: dict) -> None:
         ), question
 
 
+@contextmanager
+def reopened_without_embedding(index_dir: Path, embedder: FakeEmbedder | None = None) -> Iterator[Library]:
+    """The library at ``index_dir`` opened again; opening it must not embed anything already stored
+    (checked before any search: highlights embed sentences of the results)."""
+    embedder = embedder or FakeEmbedder()
+    library = Library(index_dir, embedder, progress=False)
+    try:
+        assert embedder.embedded == [], "opening re-embedded stored passages"
+        yield library
+    finally:
+        library.close()
+
+
 def build_and_close(index_dir: Path) -> dict[str, list[tuple[str, float]]]:
     """Index DOCUMENTS in a new library, close it, and return its results."""
     library = Library(index_dir, FakeEmbedder(), progress=False)
@@ -101,14 +116,9 @@ def index_dir(tmp_path: Path) -> Path:
 def test_reopened_library_gives_the_same_results_without_embedding_anything(index_dir):
     expected = build_and_close(index_dir)
 
-    embedder = FakeEmbedder()
-    reopened = Library(index_dir, embedder, progress=False)
-    try:
+    with reopened_without_embedding(index_dir) as reopened:
         assert reopened.count() == PASSAGE_COUNT
-        assert embedder.embedded == []  # before searching: highlights embed sentences of the results
         assert_same_results(results(reopened), expected)
-    finally:
-        reopened.close()
 
 
 SEARCH_IN_A_NEW_PROCESS = """
@@ -274,13 +284,8 @@ def test_changing_the_model_re_embeds_every_passage_once_and_keeps_results(index
         library.close()
     assert read_manifest(index_dir)["model"]["identity"] == "fake-2"
 
-    same_model = FakeEmbedder(identity="fake-2")
-    reopened = Library(index_dir, same_model, progress=False)
-    try:
-        assert same_model.embedded == []
+    with reopened_without_embedding(index_dir, FakeEmbedder(identity="fake-2")) as reopened:
         assert_same_results(results(reopened), expected)
-    finally:
-        reopened.close()
 
 
 # -- crash safety -------------------------------------------------------------------------------
@@ -305,14 +310,9 @@ def test_damaged_vector_snapshot_is_rebuilt_from_the_store_without_re_embedding(
     expected = build_and_close(index_dir)
     damage(index_dir / "vectors.faiss")
 
-    embedder = FakeEmbedder()
-    library = Library(index_dir, embedder, progress=False)
-    try:
-        assert embedder.embedded == []
+    with reopened_without_embedding(index_dir) as library:
         assert library.count() == PASSAGE_COUNT
         assert_same_results(results(library), expected)
-    finally:
-        library.close()
     assert len(VectorIndex.load(index_dir / "vectors.faiss")) == PASSAGE_COUNT
 
 
@@ -336,13 +336,8 @@ def test_snapshot_of_an_older_revision_copied_back_is_not_used(tmp_path, index_d
     for name in files_copied_back:
         shutil.copy2(saved / name, index_dir / name)
 
-    embedder = FakeEmbedder()
-    library = Library(index_dir, embedder, progress=False)
-    try:
-        assert embedder.embedded == []
+    with reopened_without_embedding(index_dir) as library:
         assert_same_results(results(library, [*QUESTIONS, NEW_COMMUNITY_PARAGRAPH]), expected)
-    finally:
-        library.close()
 
 
 def delete_manifest(index_dir: Path) -> None:
@@ -384,13 +379,8 @@ def test_missing_or_corrupt_manifest_makes_the_library_rebuild_its_index_without
     expected = build_and_close(index_dir)
     damage(index_dir)
 
-    embedder = FakeEmbedder()
-    library = Library(index_dir, embedder, progress=False)
-    try:
-        assert embedder.embedded == []
+    with reopened_without_embedding(index_dir) as library:
         assert_same_results(results(library), expected)
-    finally:
-        library.close()
     manifest = read_manifest(index_dir)
     assert manifest["passages"] == PASSAGE_COUNT
     assert manifest["model"]["identity"] == "fake-1"
@@ -647,13 +637,8 @@ def test_library_reopened_after_another_library_wrote_sees_everything_without_em
     other.close()
     first.close()
 
-    embedder = FakeEmbedder()
-    reopened = Library(index_dir, embedder, progress=False)
-    try:
+    with reopened_without_embedding(index_dir) as reopened:
         assert reopened.count() == PASSAGE_COUNT + 1
-        assert embedder.embedded == []
-    finally:
-        reopened.close()
 
 
 # -- the real model -----------------------------------------------------------------------------
