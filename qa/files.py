@@ -1,7 +1,8 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact, never half a file."""
+"""Atomic file writes (a crash mid-write leaves the previous file intact, never half a file), and file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -34,6 +35,15 @@ def write_json_atomically(path: Path, data: object) -> None:
     """Write ``data`` as indented UTF-8 JSON, atomically."""
     text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks; OSError when it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as content:
+        for block in iter(lambda: content.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> dict | None:
