@@ -29,7 +29,7 @@ from tqdm import tqdm
 from qa.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
 from qa.embedder import Embedder, VectorCache
 from qa.errors import EmptyDocument, InvalidInput, NotFound
-from qa.files import read_json, write_json_atomically
+from qa.files import file_sha256, read_json, write_json_atomically
 from qa.fusion import MODE_CHANNELS, MODES, ChannelScores, fuse, moments_from_top
 from qa.highlights import Highlight, highlight_passages
 from qa.lexical import (
@@ -222,14 +222,14 @@ class Library:
             and manifest.get("revision") == self._revision
             and recorded.get("identity") == model.identity
             and snapshot.exists()
-            # the digest ties the manifest to this very file, not to an older copy put back
-            and recorded.get("sha256") == file_sha256(snapshot)
         ):
             try:
-                index = VectorIndex.load(snapshot)
-                if index.dimension == model.dimension and len(index) == manifest.get("passages"):
-                    return index, "snapshot"
-            except RuntimeError as error:
+                # the digest ties the manifest to this very file, not to an older copy put back
+                if recorded.get("sha256") == file_sha256(snapshot):
+                    index = VectorIndex.load(snapshot)
+                    if index.dimension == model.dimension and len(index) == manifest.get("passages"):
+                        return index, "snapshot"
+            except (OSError, RuntimeError) as error:
                 log.warning("vector snapshot %s unreadable (%s): rebuilding it from the store", snapshot, error)
         index = VectorIndex(model.dimension)
         index.add(*self.store.vectors(encoder, dimension=model.dimension))
@@ -307,11 +307,7 @@ class Library:
         """
         started = time.perf_counter()
         for question in ("城市管理应该像什么一样精细？", "Who is Li Xiaona?"):
-            cleaned = clean_text(question)
-            query_terms(cleaned)
-            query_name_terms(question)
-            for encoder in self.encoders.values():
-                encoder.embed_queries([to_simplified(cleaned)])
+            self._query(question, tuple(self.encoders))
         return time.perf_counter() - started
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -571,7 +567,7 @@ class Library:
                 found[key],
                 rank=rank,
                 score=round(score, 6),
-                scores={channel.name: round(channel.scores.get(key, 0.0), 6) for channel in ranking.channels},
+                scores=channel_scores(ranking.channels, key),
                 confidence=confidence,
                 highlights=tuple(marks),
             )
@@ -605,22 +601,26 @@ class Library:
         another process deleted meanwhile are left out.
         """
         channels = self._mode_channels(mode)
-        cleaned = clean_text(question)
-        vectors = {
-            name: self.encoders[name].embed_queries([to_simplified(cleaned)])[0]
-            for name in channels
-            if name in self.encoders
-        }
-        terms = query_terms(cleaned)
+        vectors, terms, names = self._query(question, channels)
         self._ensure_current()
         with self._lock.reading():
-            scored = self._score_channels(channels, vectors, terms, query_name_terms(question), where)
+            scored = self._score_channels(channels, vectors, terms, names, where)
             ranked = fuse(scored)[:depth]
             found = self.store.passages_by_keys(key for key, _ in ranked) if fetch else {}
         if fetch:
             # passages another process deleted after this index last caught up are no longer results
             ranked = [(key, score) for key, score in ranked if key in found]
         return Ranking(ranked, scored, vectors, terms, {key: stored.passage for key, stored in found.items()})
+
+    def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+        """What a question is searched with: a vector per encoder channel, its terms, its pinyin name terms."""
+        cleaned = clean_text(question)
+        vectors = {
+            name: self.encoders[name].embed_queries([to_simplified(cleaned)])[0]
+            for name in channels
+            if name in self.encoders
+        }
+        return vectors, query_terms(cleaned), query_name_terms(question)
 
     def _mode_channels(self, mode: str) -> tuple[str, ...]:
         if mode not in MODE_CHANNELS:
@@ -711,7 +711,7 @@ class Library:
                 found[key].passage,
                 rank=rank,
                 score=round(score, 6),
-                scores={channel.name: round(channel.scores.get(key, 0.0), 6) for channel in scored},
+                scores=channel_scores(scored, key),
             )
             for rank, (key, score) in enumerate(((k, s) for k, s in ranked if k in found), start=1)
         ]
@@ -730,16 +730,9 @@ def remove_abandoned_temporary_files(folder: Path) -> None:
             continue
 
 
-def file_sha256(path: Path) -> str | None:
-    """Hex digest of a file's bytes, or None when it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as content:
-            for block in iter(lambda: content.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
+def channel_scores(channels: Sequence[ChannelScores], key: int) -> dict[str, float]:
+    """Each channel's raw score of one passage, as a hit reports it."""
+    return {channel.name: round(channel.scores.get(key, 0.0), 6) for channel in channels}
 
 
 def _require_top_k(value: object) -> int:
