@@ -83,6 +83,15 @@ def json_body(allowed: set[str]) -> dict[str, Any]:
     return body
 
 
+def unicode_field(value: str | None, name: str) -> str | None:
+    """The value, or a 400 when it holds a lone surrogate (valid JSON, but no UTF-8 store can hold it)."""
+    try:
+        value is None or value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_field", f"'{name}' is not valid Unicode text (lone surrogate)") from None
+    return value
+
+
 def text_field(body: Mapping[str, Any], name: str) -> str:
     """A required, non-blank string field no longer than the configured limit."""
     if name not in body or body[name] is None:
@@ -90,10 +99,7 @@ def text_field(body: Mapping[str, Any], name: str) -> str:
     value = body[name]
     if not isinstance(value, str):
         raise ApiError(400, "invalid_field", f"'{name}' must be a string, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_field", f"'{name}' is not valid Unicode text (lone surrogate)") from None
+    unicode_field(value, name)
     if not value.strip():
         raise ApiError(400, "empty_field", f"'{name}' must contain some text")
     limit = settings().max_question_chars
@@ -294,15 +300,6 @@ def metadata_field(value: Any) -> dict:
         raise ApiError(400, "invalid_field", "'metadata' must not contain NaN or Infinity") from None
     except UnicodeEncodeError:
         raise ApiError(400, "invalid_field", "'metadata' is not valid Unicode text (lone surrogate)") from None
-    return value
-
-
-def unicode_field(value: str | None, name: str) -> str | None:
-    """The value, or a 400 when it holds a lone surrogate (valid JSON, but no UTF-8 store can hold it)."""
-    try:
-        value is None or value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_field", f"'{name}' is not valid Unicode text (lone surrogate)") from None
     return value
 
 
