@@ -47,20 +47,18 @@ class VectorIndex:
 
     def remove(self, keys: Iterable[int]) -> int:
         """Remove keys; returns how many were there."""
-        present = [key for key in keys if self._has(key)]
+        present: dict[int, np.ndarray] = {}
+        for key in map(int, keys):
+            try:
+                present[key] = self.vector(key)
+            except KeyError:
+                continue
         if not present:
             return 0
-        removed = np.stack([self._index.reconstruct(key) for key in present]).astype(np.float64)
+        removed = np.stack(list(present.values())).astype(np.float64)
         self._sum -= removed.sum(axis=0)
         self._outer -= removed.T @ removed
-        return int(self._index.remove_ids(np.array(present, dtype=np.int64)))
-
-    def _has(self, key: int) -> bool:
-        try:
-            self._index.reconstruct(int(key))
-        except RuntimeError:
-            return False
-        return True
+        return int(self._index.remove_ids(np.fromiter(present, dtype=np.int64)))
 
     def score_moments(self, query: np.ndarray) -> tuple[float, float]:
         """Mean and standard deviation of ``query · v`` over every stored vector v."""
