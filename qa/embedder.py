@@ -54,6 +54,21 @@ def batched(items: Iterable[str], size: int) -> Iterable[list[str]]:
         yield batch
 
 
+def embed_in_batches(
+    encode: Callable[[list[str]], np.ndarray],
+    texts: Sequence[str],
+    dimension: int,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """``encode`` over batches of ``PASSAGE_BATCH`` texts, reporting each finished batch to ``progress``."""
+    parts = [np.zeros((0, dimension), dtype=np.float32)]
+    for batch in batched(texts, PASSAGE_BATCH):
+        parts.append(encode(batch))
+        if progress:
+            progress(len(batch))
+    return np.concatenate(parts)
+
+
 def folder_identity(folder: Path) -> str:
     """A digest of what decides a model folder's vectors, cheap to compute (no weight hashing)."""
     digest = hashlib.sha256()
@@ -116,12 +131,10 @@ class SentenceTransformerEmbedder:
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Embed passages batch by batch with the model's passage prompt."""
-        parts = [np.zeros((0, self.dimension), dtype=np.float32)]
-        for batch in batched(texts, PASSAGE_BATCH):
-            parts.append(self._encode(batch, self._passage_prompt))
-            if progress:
-                progress(len(batch))
-        return np.concatenate(parts)
+        def encode(batch: list[str]) -> np.ndarray:
+            return self._encode(batch, self._passage_prompt)
+
+        return embed_in_batches(encode, texts, self.dimension, progress)
 
 
 class UniversalSentenceEncoder:
@@ -159,12 +172,7 @@ class UniversalSentenceEncoder:
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Embed passages batch by batch."""
-        parts = [np.zeros((0, self.dimension), dtype=np.float32)]
-        for batch in batched(texts, PASSAGE_BATCH):
-            parts.append(self._encode(batch))
-            if progress:
-                progress(len(batch))
-        return np.concatenate(parts)
+        return embed_in_batches(self._encode, texts, self.dimension, progress)
 
 
 class VectorCache:
