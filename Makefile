@@ -26,9 +26,9 @@ lint: setup
 	$(BIN)/ruff check .
 
 eval: model
-	$(BIN)/python -m qa.eval evals/bundled-page
-	$(BIN)/python -m qa.eval ../shared/evals/cmrc2018-dev
-	$(BIN)/python -m qa.eval ../shared/evals/drcd-dev
+	$(BIN)/python -m qa.tools.eval evals/bundled-page
+	$(BIN)/python -m qa.tools.eval ../shared/evals/cmrc2018-dev
+	$(BIN)/python -m qa.tools.eval ../shared/evals/drcd-dev
 
 bench: model
 	$(BIN)/python benchmarks/benchmark.py

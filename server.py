@@ -13,10 +13,10 @@ import signal
 import sys
 import time
 
-from qa.api import create_app
 from qa.config import SettingsError, add_arguments, settings_from_arguments
-from qa.embedder import load_encoders
+from qa.http.api import create_app
 from qa.library import open_library
+from qa.vectors.embedder import load_encoders
 
 __all__ = ["create_app", "main"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.eval import load_benchmark, percentile  # noqa: E402
+from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
 
@@ -82,7 +82,7 @@ def cold_start(index_dir: Path) -> float:
 def build_rate(passages: list[str]) -> dict:
     """Passages per second through both encoders (the indexing cost), measured in-process."""
     from qa.config import Settings
-    from qa.embedder import load_encoders
+    from qa.vectors.embedder import load_encoders
 
     dense, crosslingual = load_encoders(Settings(), progress=False)
     rates = {}

@@ -1,4 +1,4 @@
-"""Fit the confidence model (qa/confidence.py) and report how well "answerable" works.
+"""Fit the confidence model (qa/ranking/confidence.py) and report how well "answerable" works.
 
     python benchmarks/fit_confidence.py [--cmrc ../shared/evals/cmrc2018-dev] [--drcd ../shared/evals/drcd-dev]
 
@@ -8,7 +8,7 @@ Training rows, one per result (top 10 of each question), labelled 1 when the res
 - negatives that look like real traffic: public-benchmark questions asked of the bundled page,
   and the page's questions asked of the public collections (neither can answer the other).
 The test halves are only used for the report at the end. Prints the coefficients to paste
-into ``COEFFICIENTS`` in qa/confidence.py, per mode.
+into ``COEFFICIENTS`` in qa/ranking/confidence.py, per mode.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, FEATURES, confidence_features  # noqa: E402
 from qa.config import PROJECT_ROOT, Settings  # noqa: E402
-from qa.embedder import load_encoders  # noqa: E402
-from qa.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
-from qa.fusion import MODES  # noqa: E402
 from qa.library import Hit, Library  # noqa: E402
+from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, FEATURES, confidence_features  # noqa: E402
+from qa.ranking.fusion import MODES  # noqa: E402
+from qa.tools.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
+from qa.vectors.embedder import load_encoders  # noqa: E402
 
 DEPTH = 10
 

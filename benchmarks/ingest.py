@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.embedder import load_encoders  # noqa: E402
-from qa.eval import load_benchmark, percentile  # noqa: E402
+from qa.documents.passages import Passage  # noqa: E402
+from qa.documents.readers import read_document_file  # noqa: E402
+from qa.index.store import Document, Embedding, NewPassage  # noqa: E402
 from qa.library import Library, corpus_files, embedding_key  # noqa: E402
-from qa.passages import Passage  # noqa: E402
-from qa.readers import read_document_file  # noqa: E402
-from qa.store import Document, Embedding, NewPassage  # noqa: E402
+from qa.tools.eval import load_benchmark, percentile  # noqa: E402
+from qa.vectors.embedder import load_encoders  # noqa: E402
 
 EVALS = ROOT.parent / "shared" / "evals"
 QUESTIONS = ["城市管理应该像什么一样精细？", "和顺县委书记是谁？", "Who is the curator of the Gao Junyu memorial?"]

@@ -18,8 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
-from qa.fusion import MODES
 from qa.library import Hit, Library
+from qa.ranking.fusion import MODES
 
 INDEX_OPTIONS = ["index_dir", "model", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
 
@@ -36,8 +36,8 @@ def positive_int(raw: str) -> int:
 
 
 def _open(settings: Settings, progress: bool = True) -> Library:
-    from qa.embedder import load_encoders
     from qa.library import open_library
+    from qa.vectors.embedder import load_encoders
 
     embedder, crosslingual = load_encoders(settings)
     return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress)
@@ -104,9 +104,9 @@ def command_similar(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.documents.readers import read_document_file
     from qa.errors import QAError
     from qa.library import corpus_files
-    from qa.readers import read_document_file
 
     try:
         named = corpus_files(arguments.paths)
@@ -176,7 +176,7 @@ def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def command_prepare_model(settings: Settings, arguments: argparse.Namespace) -> int:
-    from qa.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
+    from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
 
     started = time.perf_counter()
     folder = ensure_bundled_model(settings.models_dir / DEFAULT_MODEL_NAME, progress=True)

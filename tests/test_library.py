@@ -21,8 +21,8 @@ import pytest
 from conftest import COMMUNITY_PARAGRAPH, DOCUMENTS, PASSAGE_COUNT, FakeEmbedder
 
 from qa.errors import EmptyDocument, InvalidInput, NotFound
+from qa.index.vector_index import VectorIndex
 from qa.library import Library, open_library
-from qa.vector_index import VectorIndex
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

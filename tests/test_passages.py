@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.passages import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Passage, split_document
-from qa.text import clean_text
+from qa.documents.passages import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Passage, split_document
+from qa.documents.text import clean_text
 
 PAGE = Path(__file__).resolve().parent.parent / "data" / "shanxi-daily-2025-07-page.txt"
 

@@ -1,7 +1,7 @@
 """Answer quality on the hand-written gold set of the bundled page, with the real model.
 
 The whole set goes through the same code as the service (``Library.ask``); the thresholds
-sit a little below what `python -m qa.eval evals/bundled-page` measures (see README), so a
+sit a little below what `python -m qa.tools.eval evals/bundled-page` measures (see README), so a
 real regression fails here while run-to-run noise does not.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from qa.config import PROJECT_ROOT
-from qa.eval import evaluate, load_benchmark, select
+from qa.tools.eval import evaluate, load_benchmark, select
 
 GOLD = load_benchmark(PROJECT_ROOT / "evals" / "bundled-page")
 

@@ -14,14 +14,14 @@ import docx
 import pytest
 from pypdf import PdfWriter
 
-from qa.errors import EmptyDocument, InvalidInput, TooLarge, UnreadableDocument, UnsupportedFormat
-from qa.readers import (
+from qa.documents.readers import (
     SUPPORTED_SUFFIXES,
     decode_text,
     read_document_bytes,
     read_document_file,
     supported_files,
 )
+from qa.errors import EmptyDocument, InvalidInput, TooLarge, UnreadableDocument, UnsupportedFormat
 
 PAGE = Path(__file__).resolve().parent.parent / "data" / "shanxi-daily-2025-07-page.txt"
 PARAGRAPHS = [paragraph for paragraph in PAGE.read_text(encoding="utf-8").split("\n\n") if paragraph.strip()]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.passages import split_document
+from qa.documents.passages import split_document
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 240

@@ -11,7 +11,7 @@ from itertools import pairwise
 
 import pytest
 
-from qa.text import (
+from qa.documents.text import (
     clean_text,
     clean_text_with_offsets,
     read_blocks,

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.vector_index import VectorIndex
+from qa.index.vector_index import VectorIndex
 
 
 def unit_rows(count: int, dimension: int = 8, seed: int = 0) -> np.ndarray:

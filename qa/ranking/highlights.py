@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.lexical import term_coverage
-from qa.text import split_sentences
+from qa.documents.text import split_sentences
+from qa.vectors.lexical import term_coverage
 
 MAX_HIGHLIGHTS = 3
 # Sentences of the first results are also compared with the question by the encoder; below

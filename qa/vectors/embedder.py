@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
 from qa.config import Settings
+from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
-from qa.text import to_simplified
+from qa.documents.text import to_simplified
 
 # Bump when the terms of a text change: stored terms are then recomputed (no re-embedding).
 LEXICAL_VERSION = "jieba+bigrams/t2s/pinyin-bigrams/2"

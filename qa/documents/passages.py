@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from qa.text import Block, clean_text, read_layout, split_sentences
+from qa.documents.text import Block, clean_text, read_layout, split_sentences
 
 __all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MIN_CHARS", "Passage", "split_document"]
 

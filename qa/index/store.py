@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.passages import Passage
+from qa.documents.passages import Passage
 
 MIGRATIONS: list[str] = [
     """
@@ -89,7 +89,7 @@ class NewPassage:
     passage: Passage
     embeddings: dict[str, Embedding]  # encoder name -> its vector
     terms: list[str]
-    names: list[str]  # romanised-name terms (qa.lexical.name_terms)
+    names: list[str]  # romanised-name terms (qa.vectors.lexical.name_terms)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from qa.config import Settings
+from qa.documents.passages import Passage
+from qa.documents.readers import read_document_bytes
 from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFormat
-from qa.fusion import MODES
+from qa.index.store import Document, PassageFilter
 from qa.library import Hit, Library, document_id_for
-from qa.passages import Passage
-from qa.readers import read_document_bytes
-from qa.store import Document, PassageFilter
+from qa.ranking.fusion import MODES
 
 log = logging.getLogger(__name__)
 
@@ -495,8 +495,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         settings_value = settings_from_environment().replace(**fields)
         flask_config = {key: value for key, value in config.items() if key.isupper()}
     if library is None:
-        from qa.embedder import load_encoders
         from qa.library import open_library
+        from qa.vectors.embedder import load_encoders
 
         embedder, crosslingual = load_encoders(settings_value)
         library = open_library(settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual)

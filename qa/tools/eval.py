@@ -1,4 +1,4 @@
-"""Evaluation harness: ``python -m qa.eval FOLDER [--json] [--modes dense,lexical,hybrid]``.
+"""Evaluation harness: ``python -m qa.tools.eval FOLDER [--json] [--modes dense,lexical,hybrid]``.
 
 Runs a benchmark folder through the same library code as the service and reports
 Recall@1, Recall@5, MRR@10, highlight accuracy and latency per retrieval mode.
@@ -33,8 +33,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from qa.config import DEFAULT_MODEL, PROJECT_ROOT, Settings
-from qa.embedder import Embedder
 from qa.library import Answer, Hit, Library
+from qa.vectors.embedder import Embedder
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "eval"
 DEFAULT_MODES = ("lexical", "dense", "hybrid")
@@ -216,7 +216,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m qa.tools.eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="benchmark folder")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated retrieval modes")
     parser.add_argument("--json", action="store_true", help="print one JSON object per mode")
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from qa.embedder import load_encoders
+    from qa.vectors.embedder import load_encoders
 
     benchmark = load_benchmark(arguments.folder)
     filters = dict(item.split("=", 1) for item in arguments.where)

@@ -1,0 +1,1 @@
+"""Results → HTTP: the Flask app served by ``server.py``."""

@@ -1,0 +1,1 @@
+"""Index → results: channels fused into one ranking, confidence, answering sentences."""

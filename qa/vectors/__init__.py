@@ -1,0 +1,1 @@
+"""Passages → vectors: the encoders' embeddings, and the keyword terms BM25 indexes (sparse vectors)."""
