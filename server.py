@@ -14,8 +14,8 @@ import sys
 import time
 
 from qa.config import SettingsError, add_arguments, settings_from_arguments
+from qa.corpus import open_library
 from qa.http.api import create_app
-from qa.library import open_library
 from qa.vectors.embedder import load_encoders
 
 __all__ = ["create_app", "main"]

@@ -23,9 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qa.config import PROJECT_ROOT, Settings  # noqa: E402
-from qa.library import Hit, Library  # noqa: E402
+from qa.library import Library  # noqa: E402
 from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, FEATURES, confidence_features  # noqa: E402
 from qa.ranking.fusion import MODES  # noqa: E402
+from qa.results import Hit  # noqa: E402
 from qa.tools.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
 from qa.vectors.embedder import load_encoders  # noqa: E402
 

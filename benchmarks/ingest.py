@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
+from qa.corpus import corpus_files  # noqa: E402
 from qa.documents.passages import Passage  # noqa: E402
 from qa.documents.readers import read_document_file  # noqa: E402
-from qa.index.store import Document, Embedding, NewPassage  # noqa: E402
-from qa.library import Library, corpus_files, embedding_key  # noqa: E402
+from qa.index.passage_index import Document, Embedding, NewPassage  # noqa: E402
+from qa.library import Library, embedding_key  # noqa: E402
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 from qa.vectors.embedder import load_encoders  # noqa: E402
 
@@ -67,7 +68,11 @@ def ingest_throughput(library: Library, folder: Path) -> dict:
 
 
 def fill_with_synthetic_passages(library: Library, count: int, per_document: int = 100) -> None:
-    """``count`` passages with random unit vectors and random Chinese text, written straight to the store."""
+    """``count`` passages with random unit vectors and random Chinese text, written straight to the index.
+
+    The vectors are made up, not computed by the models, so they go through the index's own
+    ``write_document`` rather than ``Library.add_document`` (which would embed the text).
+    """
     generator = np.random.default_rng(0)
     alphabet = np.array([chr(code) for code in range(0x4E00, 0x9FA6)])  # CJK unified ideographs
     vectors = {
@@ -88,7 +93,7 @@ def fill_with_synthetic_passages(library: Library, count: int, per_document: int
             }
             new_passages.append(NewPassage(passage, embeddings, terms=list(text), names=[]))
         document = Document(document_id, document_id, "benchmark", content_hash=document_id, passages=per_document)
-        library.store.write_document(document, "", new_passages)
+        library.index.write_document(document, "", new_passages)
 
 
 def add_to_large_index(index_dir: Path, size: int, encoders: tuple) -> dict:

@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
-from qa.library import Hit, Library
+from qa.library import Library
 from qa.ranking.fusion import MODES
+from qa.results import Hit
 
 INDEX_OPTIONS = ["index_dir", "model", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
 
@@ -36,7 +37,7 @@ def positive_int(raw: str) -> int:
 
 
 def _open(settings: Settings, progress: bool = True) -> Library:
-    from qa.library import open_library
+    from qa.corpus import open_library
     from qa.vectors.embedder import load_encoders
 
     embedder, crosslingual = load_encoders(settings)
@@ -80,8 +81,8 @@ def print_hits(hits: Sequence[Hit], as_json: bool, measure: str = "confidence") 
 def command_build(settings: Settings, arguments: argparse.Namespace) -> int:
     started = time.perf_counter()
     library = _open(settings)
-    print(f"index {library.index_dir}: {library.count()} passages, "
-          f"{library.store.count_documents()} documents, ready in {time.perf_counter() - started:.1f} s")
+    print(f"index {library.index.location}: {library.count()} passages, "
+          f"{library.count_documents()} documents, ready in {time.perf_counter() - started:.1f} s")
     library.close()
     return 0
 
@@ -104,9 +105,9 @@ def command_similar(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.corpus import corpus_files
     from qa.documents.readers import read_document_file
     from qa.errors import QAError
-    from qa.library import corpus_files
 
     try:
         named = corpus_files(arguments.paths)

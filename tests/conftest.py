@@ -82,7 +82,7 @@ def crosslingual_encoder():
 @pytest.fixture(scope="session")
 def bundled_index_dir(tmp_path_factory: pytest.TempPathFactory, real_embedder, crosslingual_encoder) -> Path:
     """An index of the bundled page built with the service's real encoders, once per test run."""
-    from qa.library import open_library
+    from qa.corpus import open_library
 
     index_dir = tmp_path_factory.mktemp("bundled-index")
     open_library(index_dir, real_embedder, [DEFAULT_CORPUS], progress=False, crosslingual=crosslingual_encoder).close()

@@ -159,7 +159,7 @@ def test_health_reports_status_passage_count_model_and_index(client, library):
     assert body["status"] == "ok"
     assert body["passages"] == PASSAGE_COUNT
     assert body["model"] == "fake-embedder"
-    assert body["index"] == str(library.index_dir)
+    assert body["index"] == library.index.location
 
 
 def test_health_counts_a_document_added_after_the_app_started(client, library):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_cli import run_cli
 
-from qa.library import corpus_files
+from qa.corpus import corpus_files
 
 SUMMARY = re.compile(r"(\d+) added, (\d+) replaced, (\d+) unchanged, (\d+) failed")
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from conftest import DOCUMENTS, FakeEmbedder
 
-import qa.library
+import qa.index.local
 from qa.errors import NotFound
 from qa.http.api import create_app
-from qa.library import Library
+from qa.library import MAX_TOP_K, Library
 
 MARKER = "zebramarker"
 PASSAGES_PER_DOCUMENT = 4
@@ -220,7 +220,7 @@ def library_searches(library: Library) -> dict[str, Callable[[], tuple[list[tupl
     """Every kind of search for the marker, each returning (hits, whether every match is returned)."""
 
     def ask(mode: str):
-        return lambda: (hit_tuples(library.ask(MARKER, top_k=100, mode=mode)), True)
+        return lambda: (hit_tuples(library.ask(MARKER, top_k=MAX_TOP_K, mode=mode)), True)
 
     def whole_document():
         found = []
@@ -238,7 +238,7 @@ def library_searches(library: Library) -> dict[str, Callable[[], tuple[list[tupl
         "ask-hybrid": ask("hybrid"),
         "ask-dense": ask("dense"),
         "ask-lexical": ask("lexical"),
-        "similar": lambda: (hit_tuples(library.similar(f"{MARKER} river town bridges", top_k=100)), True),
+        "similar": lambda: (hit_tuples(library.similar(f"{MARKER} river town bridges", top_k=MAX_TOP_K)), True),
         "document-passages": whole_document,
     }
 
@@ -255,12 +255,12 @@ def library(tmp_path):
 
 def assert_final_state(library: Library) -> None:
     """After the writers: every churned document deleted, the base documents whole, store and index agreeing."""
-    hits = library.ask(MARKER, top_k=100, mode="hybrid")
+    hits = library.ask(MARKER, top_k=MAX_TOP_K, mode="hybrid")
     assert not [hit for hit in hits if hit.passage.document_id in ALL_CHURNED]
     assert {document.id for document in library.documents()} == set(DOCUMENTS)
     assert library.count() == 7
-    for index in library.indexes.values():
-        assert sorted(index.keys().tolist()) == library.store.keys().tolist()
+    for index in library.index.vector_indexes.values():
+        assert sorted(index.keys().tolist()) == library.index.store.keys().tolist()
 
 
 # -- one library, many threads ------------------------------------------------------------------
@@ -315,8 +315,8 @@ def test_concurrent_writes_to_the_same_document_leave_one_whole_version(library)
     assert len(passages) == PASSAGES_PER_DOCUMENT
     assert len({VERSION.search(p.text)[1] for p in passages}) == 1
     assert library.count() == 7 + PASSAGES_PER_DOCUMENT
-    for index in library.indexes.values():
-        assert sorted(index.keys().tolist()) == library.store.keys().tolist()
+    for index in library.index.vector_indexes.values():
+        assert sorted(index.keys().tolist()) == library.index.store.keys().tolist()
 
 
 # -- over HTTP, through a threaded server -------------------------------------------------------
@@ -414,14 +414,14 @@ def test_writes_through_either_of_two_libraries_on_one_folder_are_visible_throug
             document_id = f"shared-{step}"
             writer.add_document(churn_text(document_id, 0), document_id)
             seen = problems_of_search(
-                hit_tuples(reader.ask(MARKER, top_k=100, mode="hybrid")),
+                hit_tuples(reader.ask(MARKER, top_k=MAX_TOP_K, mode="hybrid")),
                 {document_id: (0, "present", 0)}, {document_id: (0, "present", 0)}, f"step {step} add",
             )
             assert seen == []
 
             writer.add_document(churn_text(document_id, 1), document_id)
             for mode in ("hybrid", "dense", "lexical"):
-                hits = hit_tuples(reader.ask(MARKER, top_k=100, mode=mode))
+                hits = hit_tuples(reader.ask(MARKER, top_k=MAX_TOP_K, mode=mode))
                 state = {document_id: (1, "present", 1)}
                 assert problems_of_search(hits, state, state, f"step {step} replace {mode}") == []
             passage = reader.document_passages(document_id)[0]
@@ -429,7 +429,7 @@ def test_writes_through_either_of_two_libraries_on_one_folder_are_visible_throug
 
             writer.remove_document(document_id)
             for mode in ("hybrid", "dense", "lexical"):
-                hits = hit_tuples(reader.ask(MARKER, top_k=100, mode=mode))
+                hits = hit_tuples(reader.ask(MARKER, top_k=MAX_TOP_K, mode=mode))
                 assert document_id not in {hit[0] for hit in hits}, (step, mode)
             with pytest.raises(NotFound):
                 reader.passage(passage.id)
@@ -453,28 +453,28 @@ def test_snapshot_overwritten_by_another_library_during_a_checkpoint_is_never_tr
     The interleaving forced here (our snapshot written, the other library's whole checkpoint, then our
     manifest) happens when the server's background checkpoint and the CLI's closing checkpoint overlap.
     """
-    monkeypatch.setattr(qa.library, "CHECKPOINT_DELAY_SECONDS", 3600.0)  # only the checkpoints below
+    monkeypatch.setattr(qa.index.local, "CHECKPOINT_DELAY_SECONDS", 3600.0)  # only the checkpoints below
     index_dir = tmp_path / "index"
     first = Library(index_dir, FakeEmbedder(), progress=False)
     first.add_document(churn_text("edited", 0), "edited")
     second = Library(index_dir, FakeEmbedder(), progress=False)  # opened now, then never searches again
     first.add_document(churn_text("edited", 1), "edited")  # same passage count, new passage keys
 
-    save = first.indexes["dense"].save
+    save = first.index.vector_indexes["dense"].save
 
     def save_then_the_other_library_checkpoints(path: Path) -> None:
         save(path)
         second.checkpoint()
 
-    monkeypatch.setattr(first.indexes["dense"], "save", save_then_the_other_library_checkpoints)
+    monkeypatch.setattr(first.index.vector_indexes["dense"], "save", save_then_the_other_library_checkpoints)
     first.checkpoint()
     monkeypatch.undo()
 
     embedder = FakeEmbedder()
     reopened = Library(index_dir, embedder, progress=False)
     try:
-        assert sorted(reopened.indexes["dense"].keys().tolist()) == reopened.store.keys().tolist()
-        hits = reopened.ask(MARKER, top_k=100, mode="dense")
+        assert sorted(reopened.index.vector_indexes["dense"].keys().tolist()) == reopened.index.store.keys().tolist()
+        hits = reopened.ask(MARKER, top_k=MAX_TOP_K, mode="dense")
         state = {"edited": (1, "present", 1)}
         assert problems_of_search(hit_tuples(hits), state, state, "reopened") == []
     finally:

@@ -24,7 +24,8 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa.errors import NotFound
-from qa.library import Library
+from qa.index.passage_index import PassageFilter
+from qa.library import MAX_TOP_K, Library
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MARKER = "crashmarker"
@@ -184,19 +185,19 @@ def sqlite_keys(index_dir: Path, sql: str) -> list[int]:
 
 def assert_parts_agree(library: Library) -> None:
     """Passages, FTS rows, stored vectors and every in-memory vector index hold exactly the same keys."""
-    keys = library.store.keys().tolist()
+    keys = library.index.store.keys().tolist()
     assert keys == sorted(set(keys))
-    for name, index in library.indexes.items():
+    for name, index in library.index.vector_indexes.items():
         assert sorted(index.keys().tolist()) == keys, f"vector index {name} disagrees with the store"
-        stored = sqlite_keys(library.index_dir, f"SELECT passage_key FROM embeddings WHERE encoder = '{name}'")
+        stored = sqlite_keys(library.index.folder, f"SELECT passage_key FROM embeddings WHERE encoder = '{name}'")
         assert stored == keys, f"stored {name} vectors disagree with the passages"
-    assert sqlite_keys(library.index_dir, "SELECT rowid FROM passage_terms") == keys, "FTS rows disagree"
+    assert sqlite_keys(library.index.folder, "SELECT rowid FROM passage_terms") == keys, "FTS rows disagree"
     assert library.count() == len(keys)
 
 
 def assert_acknowledged_writes_survived(library: Library, expected: Expected) -> None:
     for document_id, version in expected.versions.items():
-        if document_id == expected.in_flight_delete and library.store.document(document_id) is None:
+        if document_id == expected.in_flight_delete and library.index.document(document_id) is None:
             continue  # deleted, unacknowledged: allowed, as long as it is gone entirely (parts agree)
         passages = library.document_passages(document_id)
         assert len(passages) == PASSAGES_PER_DOCUMENT, document_id
@@ -212,9 +213,15 @@ def assert_acknowledged_writes_survived(library: Library, expected: Expected) ->
 
 
 def assert_every_stored_passage_is_searchable(library: Library) -> None:
-    stored = {passage.id for document in library.documents(0, 100000) for passage in library.document_passages(document.id)}
+    """Every stored passage is found, document by document (one search returns at most MAX_TOP_K)."""
+    documents = library.documents(0, 100000)
+    stored = {passage.id for document in documents for passage in library.document_passages(document.id)}
     for mode in ("lexical", "hybrid"):
-        found = {hit.passage.id for hit in library.ask(MARKER, top_k=max(1, len(stored)), mode=mode)}
+        found = {
+            hit.passage.id
+            for document in documents
+            for hit in library.ask(MARKER, top_k=MAX_TOP_K, mode=mode, where=PassageFilter(documents=(document.id,)))
+        }
         assert found == stored, mode
 
 

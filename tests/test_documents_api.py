@@ -657,7 +657,7 @@ def test_invalid_filter_or_documents_is_a_400_naming_the_field(client, fields, w
 
 
 # -- no top-k starvation ------------------------------------------------------------------------
-NOISE_DOCUMENTS = 150  # more than the candidates each channel brings (qa.library.CANDIDATES_PER_CHANNEL)
+NOISE_DOCUMENTS = 150  # more than the candidates each channel brings (qa.index.passage_index.CANDIDATES_PER_CHANNEL)
 TARGET_PASSAGES = 8
 
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from qa.index.passage_index import ChannelScores, moments_from_top
 from qa.ranking.confidence import FEATURES, confidence_features, probability
-from qa.ranking.fusion import ChannelScores, fuse, moments_from_top
+from qa.ranking.fusion import fuse
 from qa.ranking.highlights import highlight_passages, sentence_spans
 
 

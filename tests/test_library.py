@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import COMMUNITY_PARAGRAPH, DOCUMENTS, PASSAGE_COUNT, FakeEmbedder
 
+from qa.corpus import open_library
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.index.vector_index import VectorIndex
-from qa.library import Library, open_library
+from qa.library import Library
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,7 +155,7 @@ def test_library_opened_in_a_new_process_gives_the_same_results_without_embeddin
 def test_manifest_records_model_revision_passages_and_corpus_fingerprint(tmp_path, index_dir):
     corpus = write_corpus(tmp_path / "corpus")
     library = open_library(index_dir, FakeEmbedder(), corpus, progress=False)
-    revision = library.store.revision()
+    revision = library.index.revision()
     library.close()
 
     manifest = read_manifest(index_dir)
@@ -260,7 +261,7 @@ def test_corpus_files_with_the_same_name_in_different_folders_are_both_searchabl
 
     library = open_library(index_dir, FakeEmbedder(), [folder], progress=False)
     try:
-        assert library.store.count_documents() == 2
+        assert library.count_documents() == 2
         assert library.count() == 4
         for text in (DOCUMENTS["loufan"], DOCUMENTS["pingyao"]):
             paragraph = text.split("\n\n")[1]
@@ -493,7 +494,7 @@ def test_document_without_text_raises_empty_document(library, text):
 def test_invalid_document_id_raises_invalid_input(library, document_id):
     with pytest.raises(InvalidInput):
         library.add_document(DOCUMENTS["pingyao"], document_id)
-    assert library.store.count_documents() == len(DOCUMENTS)
+    assert library.count_documents() == len(DOCUMENTS)
 
 
 @pytest.mark.parametrize("document_id", ["report-2025", "v1.2_final", "太原", "x" * 128])
@@ -662,11 +663,34 @@ def test_warm_up_loads_the_lazy_parts_and_writes_nothing(index_dir):
 
     library = Library(index_dir, FakeEmbedder(), progress=False)
     try:
-        revision = library.store.revision()
+        revision = library.index.revision()
         seconds = library.warm_up()
         assert seconds >= 0
         assert jieba.dt.initialized
-        assert library.count() == 0 and library.store.revision() == revision
+        assert library.count() == 0 and library.index.revision() == revision
         assert library.embedder.embedded == []  # queries only: nothing stored was embedded
     finally:
         library.close()
+
+
+def test_a_library_opened_without_encoders_lists_reads_and_deletes_but_does_not_search(tmp_path, index_dir):
+    library = Library(index_dir, FakeEmbedder(), progress=False)
+    for document_id, text in DOCUMENTS.items():
+        library.add_document(text, document_id)
+    library.close()
+
+    catalogue = Library(index_dir, progress=False)
+    try:
+        assert [document.id for document in catalogue.documents()] == sorted(DOCUMENTS)
+        assert catalogue.document_passages("loufan")[0].document_id == "loufan"
+        assert catalogue.remove_document("loufan").id == "loufan"
+        with pytest.raises(InvalidInput, match="without encoders"):
+            catalogue.ask("平遥古城")
+        with pytest.raises(InvalidInput, match="without encoders"):
+            catalogue.add_document("新的文档内容。", "new")
+    finally:
+        catalogue.close()
+
+    with reopened_without_embedding(index_dir) as library:
+        assert {document.id for document in library.documents()} == set(DOCUMENTS) - {"loufan"}
+        assert not [hit for hit in library.ask("高君宇故居纪念馆", top_k=PASSAGE_COUNT) if hit.passage.document_id == "loufan"]

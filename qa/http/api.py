@@ -18,18 +18,19 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from qa.config import Settings
+from qa.documents.ids import document_id_for
 from qa.documents.passages import Passage
 from qa.documents.readers import read_document_bytes
 from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFormat
-from qa.index.store import Document, PassageFilter
-from qa.library import Hit, Library, document_id_for
+from qa.index.passage_index import Document, PassageFilter
+from qa.library import MAX_TOP_K, Library
 from qa.ranking.fusion import MODES
+from qa.results import Hit
 
 log = logging.getLogger(__name__)
 
 TOP_K_DEFAULT = 5
 SQLITE_MAX_INTEGER = 2**63 - 1
-TOP_K_MAX = 50
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -121,8 +122,8 @@ def top_k_field(value: Any, from_query_string: bool = False) -> int:
             raise ApiError(400, "invalid_field", f"'top_k' must be an integer, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ApiError(400, "invalid_field", f"'top_k' must be an integer, got {type(value).__name__}")
-    if not 1 <= value <= TOP_K_MAX:
-        raise ApiError(400, "invalid_field", f"'top_k' must be between 1 and {TOP_K_MAX}, got {value}")
+    if not 1 <= value <= MAX_TOP_K:
+        raise ApiError(400, "invalid_field", f"'top_k' must be between 1 and {MAX_TOP_K}, got {value}")
     return value
 
 
@@ -359,7 +360,7 @@ def documents_list():
     return jsonify(
         {
             "documents": [document_json(document) for document in documents],
-            "total": current.store.count_documents(),
+            "total": current.count_documents(),
             "offset": offset,
             "limit": limit,
         }
@@ -415,17 +416,7 @@ def protect_reads() -> None:
 
 @api.get("/health")
 def health():
-    current = library()
-    return jsonify(
-        {
-            "status": "ok",
-            "passages": current.count(),
-            "documents": current.store.count_documents(),
-            "model": current.embedder.name,
-            "dimension": current.embedder.dimension,
-            "index": str(current.index_dir),
-        }
-    )
+    return jsonify({"status": "ok", **library().status()})
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -495,7 +486,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         settings_value = settings_from_environment().replace(**fields)
         flask_config = {key: value for key, value in config.items() if key.isupper()}
     if library is None:
-        from qa.library import open_library
+        from qa.corpus import open_library
         from qa.vectors.embedder import load_encoders
 
         embedder, crosslingual = load_encoders(settings_value)

@@ -13,12 +13,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from qa.documents.passages import Passage
+from qa.index.passage_index import Document, Embedding, NewPassage, PassageFilter, StoredPassage
 
 MIGRATIONS: list[str] = [
     """
@@ -58,79 +58,6 @@ MIGRATIONS: list[str] = [
     CREATE VIRTUAL TABLE passage_terms_vocabulary USING fts5vocab(passage_terms, 'row');
     """,
 ]
-
-
-@dataclass(frozen=True)
-class Document:
-    """A stored document, without its passages."""
-
-    id: str
-    title: str
-    source: str
-    metadata: dict = field(default_factory=dict)
-    content_hash: str = ""
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    passages: int = 0
-
-
-@dataclass(frozen=True)
-class StoredPassage:
-    """A passage row: the passage and its integer key (the FAISS id and FTS rowid)."""
-
-    key: int
-    passage: Passage
-
-
-@dataclass(frozen=True)
-class NewPassage:
-    """A passage ready to be written: embedded by every encoder, and split into lexical terms."""
-
-    passage: Passage
-    embeddings: dict[str, Embedding]  # encoder name -> its vector
-    terms: list[str]
-    names: list[str]  # romanised-name terms (qa.vectors.lexical.name_terms)
-
-
-@dataclass(frozen=True)
-class PassageFilter:
-    """Restrict a search to some documents and/or to documents whose metadata has given values.
-
-    ``metadata`` compares top-level fields for equality (strings, numbers, booleans, null).
-    """
-
-    documents: tuple[str, ...] | None = None
-    metadata: tuple[tuple[str, object], ...] = ()
-
-    def sql(self) -> tuple[str, list]:
-        """A WHERE condition over ``documents d`` and its parameters."""
-        conditions, parameters = [], []
-        if self.documents is not None:
-            conditions.append(f"d.id IN ({','.join('?' * len(self.documents))})" if self.documents else "0")
-            parameters += list(self.documents)
-        for field_name, value in self.metadata:
-            # json_each compares keys as plain text: a JSON path would need the key escaped
-            # (non-ASCII or quotes in a field name never matched)
-            if value is None or isinstance(value, bool):
-                kinds, compared = ["null" if value is None else "true" if value else "false"], []
-            else:
-                kinds, compared = (["text"] if isinstance(value, str) else ["integer", "real"]), [value]
-            conditions.append(
-                "EXISTS (SELECT 1 FROM json_each(d.metadata) AS field WHERE field.key = ?"
-                f" AND field.type IN ({','.join('?' * len(kinds))})"
-                + (" AND field.atom = ?" if compared else "")
-                + ")"
-            )
-            parameters += [field_name, *kinds, *compared]
-        return " AND ".join(conditions) or "1", parameters
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """A vector and the digest of (model, input text) it was computed from."""
-
-    embedding_key: str
-    vector: np.ndarray
 
 
 class Store:
@@ -349,6 +276,9 @@ class Store:
                 marks = ",".join("?" * len(chunk))
                 rows += db.execute(f"{select} AND passage_key IN ({marks})", (encoder, *chunk)).fetchall()
             rows.sort()
+        if dimension:
+            # vectors of another model (another dimension) wait to be re-embedded; they cannot be searched
+            rows = [row for row in rows if len(row[1]) == 4 * dimension]
         found_keys = np.array([row[0] for row in rows], dtype=np.int64)
         if not rows:
             return found_keys, np.zeros((0, dimension), dtype=np.float32)
@@ -361,15 +291,16 @@ class Store:
         )
         return dict(rows.fetchall())
 
-    def vectors_by_embedding_key(self, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """Vectors already computed for these embedding keys (same model, same input text)."""
+    def vectors_by_embedding_key(self, encoder: str, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """One encoder's vectors already computed for these embedding keys (same model, same input text)."""
         wanted = list(set(embedding_keys))
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, vector in self._connection().execute(
-                f"SELECT embedding_key, vector FROM embeddings WHERE embedding_key IN ({marks})", chunk
+                f"SELECT embedding_key, vector FROM embeddings WHERE encoder = ? AND embedding_key IN ({marks})",
+                [encoder, *chunk],
             ):
                 found[key] = np.frombuffer(vector, dtype=np.float32)
         return found
@@ -411,7 +342,7 @@ class Store:
         sql = "SELECT rowid, -bm25(passage_terms) FROM passage_terms WHERE passage_terms MATCH ?"
         arguments: list = [expression]
         if where is not None:
-            condition, parameters = where.sql()
+            condition, parameters = filter_condition(where)
             sql += f" AND rowid IN ({_FILTERED_KEYS} WHERE {condition})"
             arguments += parameters
         sql += " ORDER BY bm25(passage_terms) LIMIT ?"
@@ -420,7 +351,7 @@ class Store:
 
     def filtered_keys(self, where: PassageFilter) -> np.ndarray:
         """Keys of the passages that a filter lets through, ascending."""
-        condition, parameters = where.sql()
+        condition, parameters = filter_condition(where)
         rows = self._connection().execute(f"{_FILTERED_KEYS} WHERE {condition} ORDER BY p.key", parameters).fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
@@ -434,6 +365,29 @@ class Store:
             )
             found.update(dict(rows.fetchall()))
         return found
+
+
+def filter_condition(where: PassageFilter) -> tuple[str, list]:
+    """A WHERE condition over ``documents d`` and its parameters."""
+    conditions, parameters = [], []
+    if where.documents is not None:
+        conditions.append(f"d.id IN ({','.join('?' * len(where.documents))})" if where.documents else "0")
+        parameters += list(where.documents)
+    for field_name, value in where.metadata:
+        # json_each compares keys as plain text: a JSON path would need the key escaped
+        # (non-ASCII or quotes in a field name never matched)
+        if value is None or isinstance(value, bool):
+            kinds, compared = ["null" if value is None else "true" if value else "false"], []
+        else:
+            kinds, compared = (["text"] if isinstance(value, str) else ["integer", "real"]), [value]
+        conditions.append(
+            "EXISTS (SELECT 1 FROM json_each(d.metadata) AS field WHERE field.key = ?"
+            f" AND field.type IN ({','.join('?' * len(kinds))})"
+            + (" AND field.atom = ?" if compared else "")
+            + ")"
+        )
+        parameters += [field_name, *kinds, *compared]
+    return " AND ".join(conditions) or "1", parameters
 
 
 class _Transaction:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from qa.ranking.fusion import ChannelScores
+from qa.index.passage_index import ChannelScores
 
 # "answerable" when one of the first ANSWERABLE_DEPTH results reaches this confidence; chosen on
 # the dev data as the highest threshold that keeps unanswerable questions under 1 in 10 flagged

@@ -16,9 +16,9 @@ halves of the benchmarks (see README, "Answer quality").
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+
+from qa.index.passage_index import ChannelScores
 
 CHANNEL_WEIGHTS: dict[str, float] = {"dense": 1.0, "crosslingual": 0.5, "lexical": 0.4, "names": 0.3}
 MODE_CHANNELS: dict[str, tuple[str, ...]] = {
@@ -27,34 +27,6 @@ MODE_CHANNELS: dict[str, tuple[str, ...]] = {
     "lexical": ("lexical", "names"),
 }
 MODES = tuple(MODE_CHANNELS)
-
-
-@dataclass(frozen=True)
-class ChannelScores:
-    """One channel's raw score for every candidate (0 where it did not match), and its collection spread."""
-
-    name: str
-    scores: Mapping[int, float]
-    mean: float
-    std: float
-
-    def standardized(self, key: int) -> float:
-        """The z-score of a candidate under this channel."""
-        return (self.scores.get(key, 0.0) - self.mean) / self.std if self.std > 0 else 0.0
-
-
-def moments_from_top(top_scores: Iterable[float], collection_size: int) -> tuple[float, float]:
-    """Mean and standard deviation over a collection from its best scores, the rest taken as 0.
-
-    Exact for keyword channels when every matching passage is among ``top_scores``, and a
-    close estimate otherwise (the unlisted tail scores less than the listed ones).
-    """
-    scores = list(top_scores)
-    if collection_size <= 0 or not scores:
-        return 0.0, 0.0
-    mean = sum(scores) / collection_size
-    variance = sum(score * score for score in scores) / collection_size - mean * mean
-    return mean, math.sqrt(variance) if variance > 1e-12 else 0.0
 
 
 def fuse(

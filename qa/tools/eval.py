@@ -33,7 +33,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from qa.config import DEFAULT_MODEL, PROJECT_ROOT, Settings
-from qa.library import Answer, Hit, Library
+from qa.library import Library
+from qa.results import Answer, Hit
 from qa.vectors.embedder import Embedder
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "eval"

@@ -1,0 +1,82 @@
+"""The corpus setting: files and folders indexed as documents, kept in step with the files.
+
+A sync adds, replaces and removes only documents that came from a corpus (their source starts
+with ``corpus:``); documents added any other way (API, ``qa add``) are never touched by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from qa.documents.ids import distinct_document_id, document_id_for
+from qa.documents.readers import read_document_file, supported_files
+from qa.library import Library
+from qa.vectors.embedder import Embedder
+
+CORPUS_SOURCE_PREFIX = "corpus:"
+FINGERPRINT_KEY = "corpus_fingerprint"
+
+
+def corpus_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """(file, document id) of each corpus file; inside a folder the id comes from the relative path."""
+    named = []
+    for path in map(Path, paths):
+        for file in supported_files([path]):
+            relative = file.relative_to(path) if path.is_dir() else Path(file.name)
+            named.append((file, relative, document_id_for(relative.with_suffix("").as_posix())))
+    taken = Counter(document_id for _, _, document_id in named)
+    # "notes.txt" and "notes.md", or "a b.txt" and "a-b.txt", would overwrite each other on every run
+    return [
+        (file, document_id if taken[document_id] == 1 else distinct_document_id(relative))
+        for file, relative, document_id in named
+    ]
+
+
+def sync_corpus(library: Library, paths: Iterable[Path]) -> dict[str, int]:
+    """Index the corpus files (files or folders) as documents, when they changed since last time.
+
+    Documents that came from the corpus setting and whose file is gone are removed;
+    documents added through the API or ``qa add`` are left alone.
+    """
+    named = corpus_files(paths)
+    files = [path for path, _ in named]
+    fingerprint = hashlib.sha256()
+    for path in files:
+        fingerprint.update(str(path.resolve()).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    summary = {"added": 0, "replaced": 0, "unchanged": 0, "removed": 0}
+    if library.index.meta(FINGERPRINT_KEY) == fingerprint.hexdigest():
+        summary["unchanged"] = len(files)
+        return summary
+    sources = set()
+    for path, document_id in named:
+        source = f"{CORPUS_SOURCE_PREFIX}{path.resolve()}"
+        sources.add(source)
+        text, title = read_document_file(path)
+        result = library.add_document(text, document_id, title=title, source=source)
+        summary[result.status] += 1
+    for document in library.index.documents_from_source(CORPUS_SOURCE_PREFIX):
+        if document.source not in sources:
+            library.remove_document(document.id)
+            summary["removed"] += 1
+    library.index.set_meta(FINGERPRINT_KEY, fingerprint.hexdigest())
+    return summary
+
+
+def open_library(
+    index_dir: Path,
+    embedder: Embedder,
+    corpus: Sequence[Path] = (),
+    progress: bool = True,
+    on_corpus: Callable[[dict[str, int]], None] | None = None,
+    crosslingual: Embedder | None = None,
+) -> Library:
+    """Open (or create) the local library in ``index_dir`` and bring the corpus documents up to date."""
+    library = Library(index_dir, embedder, crosslingual=crosslingual, progress=progress)
+    if corpus:
+        summary = sync_corpus(library, corpus)
+        if on_corpus:
+            on_corpus(summary)
+    return library
