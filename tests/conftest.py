@@ -145,3 +145,55 @@ def library(tmp_path, fake_embedder):
         library.add_document(text, document_id)
     yield library
     library.close()
+
+
+# -- browser tests (tests/test_web_page.py): Debian's chromium and chromium-driver, or a clear skip ---------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_SKIP_REASON = (
+    "browser tests need Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver); "
+    "install them with: apt-get update && apt-get install -y chromium chromium-driver"
+)
+BROWSER_ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+_browser_artifacts_key = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session")
+def chromium_paths() -> tuple[Path, Path]:
+    """(browser, driver) from Debian's packages; the test is skipped, with how to install them, when missing.
+
+    Only these fixed paths are used: nothing is looked up or downloaded (no Selenium Manager).
+    """
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    if missing:
+        pytest.skip(f"{BROWSER_SKIP_REASON} (missing: {', '.join(missing)})")
+    return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture(scope="session")
+def browser_artifacts(request: pytest.FixtureRequest) -> Path:
+    """The git-ignored folder for the browser tests' screenshots, named at the end of the run."""
+    BROWSER_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    request.config.stash[_browser_artifacts_key] = BROWSER_ARTIFACTS
+    return BROWSER_ARTIFACTS
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keeps each phase's report on the test item, so a fixture can screenshot a failed browser test."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Says at the end of every run whether the browser tests ran, and where their screenshots are."""
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", []) if BROWSER_SKIP_REASON in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_sep("=", "browser tests skipped", yellow=True, bold=True)
+        terminalreporter.write_line(f"{len(skipped)} browser test(s) did not run: {BROWSER_SKIP_REASON}")
+    artifacts = config.stash.get(_browser_artifacts_key, None)
+    if artifacts is not None:
+        terminalreporter.write_line(f"browser test screenshots: {artifacts}")
