@@ -308,7 +308,7 @@ HOLD_FIRST_ASK = """
 const realFetch = window.fetch;
 window.heldAsk = { waiting: false, release: null, abortedBeforeRelease: null };
 window.fetch = async function (url, init) {
-  if (!String(url).includes('/api/ask') || window.heldAsk.waiting || window.heldAsk.release) {
+  if (!String(url).includes('api/ask') || window.heldAsk.waiting || window.heldAsk.release) {
     return realFetch(url, init);
   }
   window.heldAsk.waiting = true;
