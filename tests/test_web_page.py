@@ -115,6 +115,7 @@ def chrome(chromium_paths, tmp_path_factory):
         options.add_argument(argument)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, checked after each test
     driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
     driver.set_page_load_timeout(WAIT_SECONDS)
     driver.set_script_timeout(WAIT_SECONDS)
@@ -126,13 +127,20 @@ def chrome(chromium_paths, tmp_path_factory):
 
 @pytest.fixture
 def browser(chrome, browser_artifacts, request):
-    """The module's browser on a clean slate (no stored language or key); a failed test leaves a screenshot."""
+    """The module's browser on a clean slate (no stored language or key); a failed test leaves a screenshot.
+
+    After each test the page's console must hold no uncaught JavaScript error (failed requests to a
+    stopped server or a 401 are logged by the browser too; those are expected and not errors of the page).
+    """
+    chrome.get_log("browser")  # drop what earlier tests left
     yield chrome
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         chrome.save_screenshot(str(browser_artifacts / f"FAILED-{request.node.name}.png"))
     if chrome.current_url.startswith("http"):
         chrome.execute_script("localStorage.clear(); sessionStorage.clear();")
+    uncaught = [entry["message"] for entry in chrome.get_log("browser") if "Uncaught" in entry["message"]]
+    assert not uncaught, f"JavaScript errors on the page: {uncaught}"
 
 
 # -- helpers -------------------------------------------------------------------------------------------
