@@ -45,6 +45,10 @@ class Settings:
     api_key: str | None = None
     protect_reads: bool = False
     log_level: str = "INFO"
+    # "text" (one readable line per event) or "json" (one JSON object per line, for log collectors).
+    log_format: str = "text"
+    # Web origins (scheme://host[:port]) whose pages may call the API from a browser; none by default.
+    cors_origins: tuple[str, ...] = ()
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -83,6 +87,12 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "also require the API key for searches and reads (true/false)",
     ),
     "log_level": ("--log-level", "QA_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": ("--log-format", "QA_LOG_FORMAT", "text, or json for one JSON object per log line"),
+    "cors_origins": (
+        "--cors-origins",
+        "QA_CORS_ORIGINS",
+        "comma-separated web origins allowed to call the API from a browser (e.g. https://app.example.com)",
+    ),
 }
 
 
@@ -107,13 +117,44 @@ def _parse_value(name: str, raw: str) -> object:
             raise SettingsError(f"{flag} / {variable} must be true or false, got {raw!r}")
         return lowered in {"1", "true", "yes", "on"}
     if name == "api_key":
-        return raw or None
+        return check_api_key(raw or None)
+    if name == "log_format":
+        if raw.strip().lower() not in {"text", "json"}:
+            raise SettingsError(f"{flag} / {variable} must be text or json, got {raw!r}")
+        return raw.strip().lower()
+    if name == "cors_origins":
+        return check_cors_origins(tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip()))
     if name == "log_level":
         level = raw.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"{flag} / {variable} must be DEBUG, INFO, WARNING or ERROR")
         return level
     return raw
+
+
+def check_api_key(key: str | None) -> str | None:
+    """The key, or SettingsError unless it is printable ASCII without spaces.
+
+    HTTP clients send header bytes, which a WSGI server reads as Latin-1: a key with other
+    characters could never be matched reliably, so it is refused when the service starts.
+    """
+    if key is not None and not all("!" <= char <= "~" for char in key):
+        raise SettingsError(
+            "--api-key / QA_API_KEY must be printable ASCII without spaces (letters, digits, punctuation): "
+            "HTTP headers cannot carry other characters reliably"
+        )
+    return key
+
+
+def check_cors_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    """The origins, or SettingsError for one that is not ``scheme://host[:port]`` (or ``*``)."""
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if origin != "*" and (scheme not in {"http", "https"} or not rest or "/" in rest):
+            raise SettingsError(
+                f"--cors-origins / QA_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+            )
+    return origins
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:

@@ -40,6 +40,7 @@ from qa.index.passage_index import (
     StoredPassage,
 )
 from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
+from qa.ranking.context import Context, build_context
 from qa.ranking.fusion import MODE_CHANNELS, MODES, fuse
 from qa.ranking.highlights import highlight_passages
 from qa.results import AddResult, Answer, Hit
@@ -340,12 +341,39 @@ class Library:
             min_confidence: drop results whose confidence is below this, in [0, 1].
             where: search only some documents (by id and/or metadata values).
         """
-        question = _require_text(question, "question")
+        return self.ask_batch([question], top_k, mode, min_confidence, where)[0]
+
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int = 5,
+        mode: str = "hybrid",
+        min_confidence: float = 0.0,
+        where: PassageFilter | None = None,
+    ) -> list[Answer]:
+        """One ``Answer`` per question, in order (arguments as for ``ask``); the questions are embedded as one batch."""
+        questions = [_require_text(question, "question") for question in questions]
         top_k = _require_top_k(top_k)
         if not 0.0 <= min_confidence <= 1.0:
             raise InvalidInput("min_confidence must be between 0 and 1")
+        queries = self._queries(questions, self._mode_channels(mode))
+        return [
+            self._answer(question, query, top_k, mode, min_confidence, where)
+            for question, query in zip(questions, queries)
+        ]
+
+    def _answer(
+        self,
+        question: str,
+        query: tuple[dict[str, np.ndarray], list[str], list[str]],
+        top_k: int,
+        mode: str,
+        min_confidence: float,
+        where: PassageFilter | None,
+    ) -> Answer:
+        """``ask`` for a question already embedded."""
         depth = max(top_k, CONFIDENCE_CONTEXT)
-        ranking = self.rank(question, mode, depth=depth, fetch=depth, where=where)
+        ranking = self.rank(question, mode, depth=depth, fetch=depth, where=where, query=query)
         found = ranking.passages
         vectors, terms = ranking.vectors, ranking.terms
         weights = self.term_weights(terms)
@@ -375,6 +403,44 @@ class Library:
         kept = [hit for hit in hits if hit.confidence >= min_confidence]
         return Answer(question=question, mode=mode, hits=kept, answerable=answerable)
 
+
+    def context(
+        self,
+        question: str,
+        max_chars: int = 2000,
+        top_k: int = 5,
+        min_confidence: float = 0.0,
+        where: PassageFilter | None = None,
+    ) -> Context:
+        """Prompt-ready text for a chatbot: the best passages marked [1], [2]..., with citations.
+
+        See ``qa.ranking.context``; the passages are those ``ask`` returns (hybrid mode).
+        """
+        answer = self.ask(question, top_k, min_confidence=min_confidence, where=where)
+        evidence = [(hit.passage, hit.highlights[0] if hit.highlights else None) for hit in answer.hits]
+        documents: dict[str, list[Passage]] = {}
+
+        def neighbour(passage: Passage, step: int) -> Passage | None:
+            if passage.document_id not in documents:
+                stored = self.index.document_passages(passage.document_id)
+                documents[passage.document_id] = [item.passage for item in stored]
+            in_order = documents[passage.document_id]
+            position = passage.position + step
+            return in_order[position] if 0 <= position < len(in_order) else None
+
+        return build_context(evidence, neighbour, max_chars, answer.answerable)
+
+    def encoder_named(self, name: str) -> str | None:
+        """The role (``dense``, ``crosslingual``) of the encoder with this model name, or None."""
+        return next((role for role, model in self.encoders.items() if model.name == name), None)
+
+    def embed(self, texts: Sequence[str], input_type: str = "query", encoder: str = "dense") -> tuple[np.ndarray, int]:
+        """(vectors, tokens read) for texts, embedded as questions (``query``) or as passages (``passage``)."""
+        self._require_encoders()
+        model = self.encoders[encoder]
+        vectors = model.embed_queries(texts) if input_type == "query" else model.embed_passages(texts)
+        return vectors, sum(model.count_tokens(texts))
+
     def term_weights(self, terms: Sequence[str]) -> dict[str, float]:
         """Rarity (inverse document frequency) of each term in this collection."""
         frequencies = self.index.term_frequencies(list(terms))
@@ -392,14 +458,15 @@ class Library:
         depth: int = CONFIDENCE_CONTEXT,
         fetch: int = 0,
         where: PassageFilter | None = None,
+        query: tuple[dict[str, np.ndarray], list[str], list[str]] | None = None,
     ) -> Ranking:
         """The fused ranking of the ``depth`` best passage keys, with every channel's scores.
 
         With ``fetch``, the ranked passages are read in the same view of the index, and those that
-        another process deleted meanwhile are left out.
+        another process deleted meanwhile are left out. ``query`` is the question already embedded.
         """
         channels = self._mode_channels(mode)
-        vectors, terms, names = self._query(question, channels)
+        vectors, terms, names = query if query is not None else self._query(question, channels)
         with self.index.reading() as view:
             scored = view.score(Query(vectors, terms, names), channels, where)
             ranked = fuse(scored)[:depth]
@@ -411,13 +478,22 @@ class Library:
 
     def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
         """What a question is searched with: a vector per encoder channel, its terms, its pinyin name terms."""
-        cleaned = clean_text(question)
-        vectors = {
-            name: self.encoders[name].embed_queries([to_simplified(cleaned)])[0]
+        return self._queries([question], channels)[0]
+
+    def _queries(
+        self, questions: Sequence[str], channels: Sequence[str]
+    ) -> list[tuple[dict[str, np.ndarray], list[str], list[str]]]:
+        """``_query`` for many questions, each encoder called once for all of them."""
+        cleaned = [clean_text(question) for question in questions]
+        batches = {
+            name: self.encoders[name].embed_queries([to_simplified(text) for text in cleaned])
             for name in channels
             if name in self.encoders
         }
-        return vectors, query_terms(cleaned), query_name_terms(question)
+        return [
+            ({name: batch[i] for name, batch in batches.items()}, query_terms(text), query_name_terms(question))
+            for i, (question, text) in enumerate(zip(questions, cleaned))
+        ]
 
     def _mode_channels(self, mode: str) -> tuple[str, ...]:
         if mode not in MODE_CHANNELS:

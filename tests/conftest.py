@@ -43,6 +43,9 @@ class FakeEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self._vector(text) for text in texts]) if texts else np.zeros((0, self.dimension), "float32")
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(text) for text in texts]
+
     def embed_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         self.embedded.extend(texts)
         if progress:

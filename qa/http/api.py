@@ -1,47 +1,63 @@
-"""The HTTP edge: parse and validate requests, call one method of the library, encode the result.
+"""The HTTP edge: each route declares its models, calls one method of the library, encodes the result.
 
-Nothing about retrieval lives here. Every error, including Flask's own 404/405/413, is
-answered as JSON ``{"error": {"code": ..., "message": ...}}`` with a message a client can act on.
+Nothing about retrieval lives here. Requests are validated against the models of
+``qa.http.models`` before a view runs (``qa.http.validation`` says how to add a route); every error,
+including Flask's own 404/405/413, is answered as JSON ``{"error": {"code": ..., "message": ...}}``
+with a message a client can act on.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import BadRequest, HTTPException
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from qa.config import Settings
+from qa.config import Settings, check_api_key, check_cors_origins
 from qa.documents.ids import document_id_for
 from qa.documents.passages import Passage
 from qa.documents.readers import read_document_bytes
 from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFormat
+from qa.http.docs import register_docs
+from qa.http.models import (
+    AddedBody,
+    AnswerBody,
+    AskQuery,
+    AskRequest,
+    BatchAnswer,
+    BatchBody,
+    BatchRequest,
+    CitationBody,
+    ContextBody,
+    ContextRequest,
+    DeletedBody,
+    DocumentBody,
+    DocumentForm,
+    DocumentListBody,
+    DocumentListQuery,
+    DocumentPassagesBody,
+    DocumentRequest,
+    HealthBody,
+    HighlightBody,
+    HitBody,
+    PassageBody,
+    PassageSimilarBody,
+    SimilarBody,
+    SimilarRequest,
+    TopKQuery,
+)
+from qa.http.operations import elapsed_ms, register_operations
+from qa.http.validation import ApiError, endpoint, prepare_request
 from qa.index.passage_index import Document, PassageFilter
-from qa.library import MAX_TOP_K, Library
-from qa.ranking.fusion import MODES
+from qa.library import Library
 from qa.results import Hit
 
 log = logging.getLogger(__name__)
 
-TOP_K_DEFAULT = 5
-SQLITE_MAX_INTEGER = 2**63 - 1
-
 api = Blueprint("api", __name__, url_prefix="/api")
-
-
-class ApiError(Exception):
-    """An error answered with a given status and code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
 
 STATUS_OF_DOMAIN_ERROR: dict[type[QAError], int] = {
     NotFound: 404,
@@ -55,379 +71,247 @@ def library() -> Library:
     return current_app.extensions["qa_library"]
 
 
-def settings() -> Settings:
-    return current_app.extensions["qa_settings"]
-
-
-# -- request parsing -----------------------------------------------------------------------
-def json_body(allowed: set[str]) -> dict[str, Any]:
-    """The request's JSON object; 415/400 with a precise message otherwise. Unknown fields are refused."""
-    if not request.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"send a JSON body with 'Content-Type: application/json' (got {request.mimetype or 'none'})",
-        )
-    try:
-        body = request.get_json()
-    except BadRequest:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object, e.g. {\"question\": \"...\"}")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(
-            400, "unknown_field", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
-    return body
-
-
-def unicode_field(value: str | None, name: str) -> str | None:
-    """The value, or a 400 when it holds a lone surrogate (valid JSON, but no UTF-8 store can hold it)."""
-    try:
-        value is None or value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_field", f"'{name}' is not valid Unicode text (lone surrogate)") from None
-    return value
-
-
-def text_field(body: Mapping[str, Any], name: str) -> str:
-    """A required, non-blank string field no longer than the configured limit."""
-    if name not in body or body[name] is None:
-        raise ApiError(400, "missing_field", f"'{name}' is required")
-    value = body[name]
-    if not isinstance(value, str):
-        raise ApiError(400, "invalid_field", f"'{name}' must be a string, got {type(value).__name__}")
-    unicode_field(value, name)
-    if not value.strip():
-        raise ApiError(400, "empty_field", f"'{name}' must contain some text")
-    limit = settings().max_question_chars
-    if len(value) > limit:
-        raise ApiError(
-            400, "too_long", f"'{name}' has {len(value)} characters; the limit is {limit} (QA_MAX_QUESTION_CHARS)"
-        )
-    return value
-
-
-def top_k_field(value: Any, from_query_string: bool = False) -> int:
-    """``top_k`` as an integer in range; strings are accepted only from a query string."""
-    if value is None:
-        return TOP_K_DEFAULT
-    if isinstance(value, str) and from_query_string:
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise ApiError(400, "invalid_field", f"'top_k' must be an integer, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, "invalid_field", f"'top_k' must be an integer, got {type(value).__name__}")
-    if not 1 <= value <= MAX_TOP_K:
-        raise ApiError(400, "invalid_field", f"'top_k' must be between 1 and {MAX_TOP_K}, got {value}")
-    return value
-
-
 # -- response encoding ---------------------------------------------------------------------
-def passage_json(passage: Passage) -> dict[str, Any]:
-    return {
-        "id": passage.id,
-        "text": passage.text,
-        "document": passage.document_id,
-        "document_title": passage.document_title,
-        "heading": passage.heading,
-        "position": passage.position,
-        "start": passage.start,
-        "end": passage.end,
-    }
+def passage_body(passage: Passage) -> PassageBody:
+    return PassageBody(
+        id=passage.id,
+        text=passage.text,
+        document=passage.document_id,
+        document_title=passage.document_title,
+        heading=passage.heading,
+        position=passage.position,
+        start=passage.start,
+        end=passage.end,
+    )
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
-    return {
-        "rank": hit.rank,
-        "score": round(hit.score, 6),
-        "confidence": hit.confidence,
-        **passage_json(hit.passage),
-        "highlights": [
-            {"text": mark.text, "start": mark.start, "end": mark.end, "score": mark.score} for mark in hit.highlights
+def hit_body(hit: Hit) -> HitBody:
+    return HitBody(
+        rank=hit.rank,
+        score=round(hit.score, 6),
+        confidence=hit.confidence,
+        **passage_body(hit.passage).model_dump(),
+        highlights=[
+            HighlightBody(text=mark.text, start=mark.start, end=mark.end, score=mark.score) for mark in hit.highlights
         ],
-        "scores": hit.scores,
-    }
+        scores=hit.scores,
+    )
 
 
-def results_json(hits: list[Hit], **fields: Any) -> dict[str, Any]:
-    return {**fields, "results": [hit_json(hit) for hit in hits], "took_ms": elapsed_ms()}
+def document_body(document: Document) -> DocumentBody:
+    return DocumentBody(
+        id=document.id,
+        title=document.title,
+        source=document.source,
+        metadata=document.metadata,
+        passages=document.passages,
+        created_at=document.created_at,
+        updated_at=document.updated_at,
+    )
 
 
-def elapsed_ms() -> float:
-    return round((time.perf_counter() - g.started) * 1000, 2)
-
-
-# -- routes --------------------------------------------------------------------------------
-def mode_field(value: Any) -> str:
-    """``mode``: one of the retrieval modes, hybrid by default."""
-    if value is None:
-        return "hybrid"
-    if not isinstance(value, str) or value not in MODES:
-        raise ApiError(400, "invalid_field", f"'mode' must be one of {', '.join(MODES)}, got {value!r}")
-    return value
-
-
-def confidence_field(value: Any, from_query_string: bool = False) -> float:
-    """``min_confidence``: a number in [0, 1], 0 by default."""
-    if value is None:
-        return 0.0
-    if isinstance(value, str) and from_query_string:
-        try:
-            value = float(value)
-        except ValueError:
-            raise ApiError(400, "invalid_field", f"'min_confidence' must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ApiError(400, "invalid_field", f"'min_confidence' must be a number between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def filter_fields(documents: Any, metadata: Any) -> PassageFilter | None:
-    """``documents`` (a list of ids) and ``filter`` (an object of metadata values to match) as a filter."""
+def search_filter(documents: list[str] | None, metadata: dict[str, Any] | None) -> PassageFilter | None:
+    """``documents`` (ids) and ``filter`` (metadata values to match) as the core's filter."""
     if documents is None and metadata is None:
         return None
-    if documents is not None and (
-        not isinstance(documents, list) or not all(isinstance(item, str) and item for item in documents)
-    ):
-        raise ApiError(400, "invalid_field", "'documents' must be a list of document ids (strings)")
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise ApiError(400, "invalid_field", "'filter' must be an object of metadata fields and values")
-        for name, value in metadata.items():
-            if value is not None and not isinstance(value, str | int | float | bool):
-                raise ApiError(
-                    400, "invalid_field", f"'filter.{name}' must be a string, number, boolean or null to compare"
-                )
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > SQLITE_MAX_INTEGER:
-                raise ApiError(400, "invalid_field", f"'filter.{name}' is too large an integer to compare")
     return PassageFilter(
         documents=tuple(documents) if documents is not None else None,
         metadata=tuple(sorted((metadata or {}).items())),
     )
 
 
-def query_list(name: str) -> list[str] | None:
-    """A repeated or comma-separated query-string parameter as a list."""
-    values = [part for value in request.args.getlist(name) for part in value.split(",") if part]
-    return values or None
-
-
-def answer_json(
-    question: str, top_k: int, mode: str, min_confidence: float, where: PassageFilter | None
-) -> dict[str, Any]:
-    answer = library().ask(question, top_k, mode=mode, min_confidence=min_confidence, where=where)
-    return results_json(answer.hits, question=question, mode=mode, answerable=answer.answerable)
-
-
+# -- answers -------------------------------------------------------------------------------
 @api.post("/ask")
-def ask_post():
-    body = json_body({"question", "top_k", "mode", "min_confidence", "documents", "filter"})
-    question = text_field(body, "question")
-    top_k = top_k_field(body.get("top_k"))
-    mode = mode_field(body.get("mode"))
-    min_confidence = confidence_field(body.get("min_confidence"))
-    where = filter_fields(body.get("documents"), body.get("filter"))
-    return jsonify(answer_json(question, top_k, mode, min_confidence, where))
-
-
-@api.get("/ask")
-def ask_get():
-    question = text_field({"question": request.args.get("q", request.args.get("question"))}, "question")
-    top_k = top_k_field(request.args.get("top_k"), from_query_string=True)
-    mode = mode_field(request.args.get("mode"))
-    min_confidence = confidence_field(request.args.get("min_confidence"), from_query_string=True)
-    where = filter_fields(query_list("documents"), None)
-    return jsonify(answer_json(question, top_k, mode, min_confidence, where))
-
-
-@api.post("/similar")
-def similar_post():
-    body = json_body({"text", "top_k", "documents", "filter"})
-    text = text_field(body, "text")
-    top_k = top_k_field(body.get("top_k"))
-    where = filter_fields(body.get("documents"), body.get("filter"))
-    return jsonify(results_json(library().similar(text, top_k, where=where), text=text))
-
-
-@api.get("/passages/<passage_id>")
-def passage_get(passage_id: str):
-    return jsonify(passage_json(library().passage(passage_id)))
-
-
-@api.get("/passages/<passage_id>/similar")
-def passage_similar(passage_id: str):
-    top_k = top_k_field(request.args.get("top_k"), from_query_string=True)
-    return jsonify(results_json(library().similar_to_passage(passage_id, top_k), passage=passage_id))
-
-
-def document_json(document: Document) -> dict[str, Any]:
-    return {
-        "id": document.id,
-        "title": document.title,
-        "source": document.source,
-        "metadata": document.metadata,
-        "passages": document.passages,
-        "created_at": document.created_at,
-        "updated_at": document.updated_at,
-    }
-
-
-def optional_string(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, "invalid_field", f"'{name}' must be a non-empty string when given")
-    return value
-
-
-def metadata_field(value: Any) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, str):  # a form field carries JSON text
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ApiError(400, "invalid_field", "'metadata' must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, "invalid_field", "'metadata' must be a JSON object")
-    try:
-        # strict JSON: NaN/Infinity would be stored as text SQLite's JSON functions cannot read
-        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except ValueError:
-        raise ApiError(400, "invalid_field", "'metadata' must not contain NaN or Infinity") from None
-    except UnicodeEncodeError:
-        raise ApiError(400, "invalid_field", "'metadata' is not valid Unicode text (lone surrogate)") from None
-    return value
-
-
-def uploaded_document() -> tuple[str, str | None, str | None, dict, str]:
-    """(text, id, title, metadata, source) from a JSON body or a multipart upload."""
-    if request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise ApiError(400, "missing_field", "upload the document as the multipart field 'file'")
-        unknown = sorted(set(request.form) - {"id", "title", "metadata"})
-        if unknown:
-            raise ApiError(
-                400, "unknown_field", f"unknown form field(s) {', '.join(unknown)}; allowed: id, metadata, title"
-            )
-        name = Path(upload.filename).name
-        text, title = read_document_bytes(upload.read(), name, max_bytes=settings().max_upload_bytes)
-        document_id = optional_string(request.form.get("id"), "id") or document_id_for(Path(name).stem)
-        title = optional_string(request.form.get("title"), "title") or title
-        return text, document_id, title, metadata_field(request.form.get("metadata")), f"upload:{name}"
-    body = json_body({"id", "title", "text", "metadata"})
-    if "text" not in body or body["text"] is None:
-        raise ApiError(400, "missing_field", "'text' is required (or upload a file as multipart field 'file')")
-    if not isinstance(body["text"], str):
-        raise ApiError(400, "invalid_field", "'text' must be a string")
-    return (
-        unicode_field(body["text"], "text"),
-        optional_string(body.get("id"), "id"),
-        unicode_field(optional_string(body.get("title"), "title"), "title"),
-        metadata_field(body.get("metadata")),
-        "api",
+@endpoint(json=AskRequest, responses={200: AnswerBody}, tags=["answers"])
+def ask_post(json: AskRequest):
+    """Answer a question: the passages that answer it best, with the answering sentences marked."""
+    answer = library().ask(
+        json.question, json.top_k or 5, mode=json.mode or "hybrid", min_confidence=json.min_confidence or 0.0,
+        where=search_filter(json.documents, json.filter),
+    )
+    return AnswerBody(
+        question=answer.question, mode=answer.mode, answerable=answer.answerable,
+        results=[hit_body(hit) for hit in answer.hits], took_ms=elapsed_ms(),
     )
 
 
+@api.get("/ask")
+@endpoint(query=AskQuery, responses={200: AnswerBody}, tags=["answers"])
+def ask_get(query: AskQuery):
+    """Answer a question given in the query string (``?q=...``): a link can carry a question."""
+    answer = library().ask(
+        query.text, query.top_k, mode=query.mode, min_confidence=query.min_confidence,
+        where=search_filter(query.documents, None),
+    )
+    return AnswerBody(
+        question=answer.question, mode=answer.mode, answerable=answer.answerable,
+        results=[hit_body(hit) for hit in answer.hits], took_ms=elapsed_ms(),
+    )
+
+
+@api.post("/ask/batch")
+@endpoint(json=BatchRequest, responses={200: BatchBody}, tags=["answers"])
+def ask_batch(json: BatchRequest):
+    """Answer up to 32 questions at once (embedded as one batch): one answer per question, in order."""
+    mode = json.mode or "hybrid"
+    answers = library().ask_batch(
+        json.questions, json.top_k or 5, mode=mode, min_confidence=json.min_confidence or 0.0,
+        where=search_filter(json.documents, json.filter),
+    )
+    return BatchBody(
+        mode=mode,
+        answers=[
+            BatchAnswer(question=answer.question, answerable=answer.answerable,
+                        results=[hit_body(hit) for hit in answer.hits])
+            for answer in answers
+        ],
+        took_ms=elapsed_ms(),
+    )
+
+
+@api.post("/context")
+@endpoint(json=ContextRequest, responses={200: ContextBody}, tags=["chatbots"])
+def context_post(json: ContextRequest):
+    """Prompt-ready context for a chatbot: the best passages, each once, marked [1], [2]..., with citations.
+
+    Strongest evidence first; a neighbouring passage is added where the answering sentence sits at a
+    passage edge; cut at sentence ends to at most ``max_chars`` characters. Every ``[n]`` in
+    ``context`` has its citation, and every citation id resolves with ``GET /api/passages/{id}``.
+    """
+    built = library().context(
+        json.question, max_chars=json.max_chars or 2000, top_k=json.top_k or 5,
+        min_confidence=json.min_confidence or 0.0, where=search_filter(json.documents, json.filter),
+    )
+    return ContextBody(
+        question=json.question,
+        context=built.text,
+        citations=[
+            CitationBody(
+                marker=citation.marker, id=citation.passage.id, document=citation.passage.document_id,
+                document_title=citation.passage.document_title, heading=citation.passage.heading,
+                start=citation.passage.start, end=citation.passage.end,
+            )
+            for citation in built.citations
+        ],
+        answerable=built.answerable,
+        took_ms=elapsed_ms(),
+    )
+
+
+@api.post("/similar")
+@endpoint(json=SimilarRequest, responses={200: SimilarBody}, tags=["answers"])
+def similar_post(json: SimilarRequest):
+    """The passages most similar to a text."""
+    hits = library().similar(json.text, json.top_k or 5, where=search_filter(json.documents, json.filter))
+    return SimilarBody(text=json.text, results=[hit_body(hit) for hit in hits], took_ms=elapsed_ms())
+
+
+@api.get("/passages/<passage_id>")
+@endpoint(responses={200: PassageBody}, errors=(404,), tags=["answers"])
+def passage_get(passage_id: str):
+    """One passage by id (the ``id`` of a result or a citation)."""
+    return passage_body(library().passage(passage_id))
+
+
+@api.get("/passages/<passage_id>/similar")
+@endpoint(query=TopKQuery, responses={200: PassageSimilarBody}, errors=(404,), tags=["answers"])
+def passage_similar(passage_id: str, query: TopKQuery):
+    """The passages most similar to a stored passage, itself excluded."""
+    hits = library().similar_to_passage(passage_id, query.top_k)
+    return PassageSimilarBody(passage=passage_id, results=[hit_body(hit) for hit in hits], took_ms=elapsed_ms())
+
+
+# -- documents -----------------------------------------------------------------------------
+def uploaded_document(
+    json: DocumentRequest | None, form: DocumentForm | None
+) -> tuple[str, str | None, str | None, dict, str]:
+    """(text, id, title, metadata, source) from a JSON body or a multipart upload."""
+    if form is not None:
+        name = Path(form.file.filename or "").name
+        limit = current_app.extensions["qa_settings"].max_upload_bytes
+        text, title = read_document_bytes(form.file.read(), name, max_bytes=limit)
+        document_id = form.id or document_id_for(Path(name).stem)
+        return text, document_id, form.title or title, form.metadata or {}, f"upload:{name}"
+    assert json is not None
+    return json.text, json.id, json.title, json.metadata or {}, "api"
+
+
 @api.post("/documents")
-def documents_post():
-    require_key(write=True)
-    request.max_content_length = settings().max_upload_bytes
-    # werkzeug buffers multipart data up to max_form_memory_size, file parts included
-    request.max_form_memory_size = max(settings().max_request_bytes, settings().max_upload_bytes)
-    text, document_id, title, metadata, source = uploaded_document()
+@endpoint(
+    json=DocumentRequest, form=DocumentForm, responses={201: AddedBody, 200: AddedBody}, errors=(413, 415),
+    access="write", body_limit="upload", tags=["documents"],
+)
+def documents_post(json: DocumentRequest | None = None, form: DocumentForm | None = None):
+    """Add a document (JSON text, or a file uploaded as multipart field ``file``), or replace the one with its id.
+
+    Unchanged passages are not embedded again. 201 when added, 200 when replaced or unchanged.
+    """
+    text, document_id, title, metadata, source = uploaded_document(json, form)
     result = library().add_document(text, document_id, title=title, metadata=metadata, source=source)
-    body = {
-        **document_json(result.document),
-        "status": result.status,
-        "embedded": result.embedded,
-        "reused": result.reused,
-    }
-    return jsonify(body), 201 if result.status == "added" else 200
+    body = AddedBody(
+        **document_body(result.document).model_dump(), status=result.status, embedded=result.embedded,
+        reused=result.reused,
+    )
+    return body, 201 if result.status == "added" else 200
 
 
 @api.get("/documents")
-def documents_list():
-    offset = integer_argument("offset", 0, 0, SQLITE_MAX_INTEGER)
-    limit = integer_argument("limit", 50, 1, 500)
+@endpoint(query=DocumentListQuery, responses={200: DocumentListBody}, tags=["documents"])
+def documents_list(query: DocumentListQuery):
+    """A page of documents in id order, with the total."""
     current = library()
-    documents = current.documents(offset, limit)
-    return jsonify(
-        {
-            "documents": [document_json(document) for document in documents],
-            "total": current.count_documents(),
-            "offset": offset,
-            "limit": limit,
-        }
+    return DocumentListBody(
+        documents=[document_body(document) for document in current.documents(query.offset, query.limit)],
+        total=current.count_documents(),
+        offset=query.offset,
+        limit=query.limit,
     )
 
 
 @api.get("/documents/<document_id>")
+@endpoint(responses={200: DocumentPassagesBody}, errors=(404,), tags=["documents"])
 def document_get(document_id: str):
+    """A document with its passages in reading order."""
     current = library()
     document = current.document(document_id)
     passages = current.document_passages(document_id)
-    return jsonify({**document_json(document), "passages": [passage_json(p) for p in passages]})
+    return DocumentPassagesBody(
+        **document_body(document).model_dump(exclude={"passages"}), passages=[passage_body(p) for p in passages]
+    )
 
 
 @api.delete("/documents/<document_id>")
+@endpoint(responses={200: DeletedBody}, errors=(404,), access="write", tags=["documents"])
 def document_delete(document_id: str):
-    require_key(write=True)
+    """Delete a document: its passages leave every search at once."""
     document = library().remove_document(document_id)
-    return jsonify({"deleted": document.id, "passages": document.passages})
-
-
-def integer_argument(name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_field", f"'{name}' must be an integer, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ApiError(400, "invalid_field", f"'{name}' must be {bound}, got {value}")
-    return value
-
-
-def require_key(write: bool) -> None:
-    """Check the bearer token when an API key is configured (writes always, reads if protected)."""
-    key = settings().api_key
-    if not key or (not write and not settings().protect_reads):
-        return
-    supplied = request.headers.get("Authorization", "")
-    scheme, _, token = supplied.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <API key>' (QA_API_KEY)")
-
-
-@api.before_request
-def protect_reads() -> None:
-    if request.method in {"GET", "HEAD", "OPTIONS"} or request.endpoint in {"api.ask_post", "api.similar_post"}:
-        if request.endpoint != "api.health":
-            require_key(write=False)
+    return DeletedBody(deleted=document.id, passages=document.passages)
 
 
 @api.get("/health")
+@endpoint(responses={200: HealthBody}, access="open", tags=["service"])
 def health():
-    return jsonify({"status": "ok", **library().status()})
+    """Whether the service is up, and what it serves (always open, even when reads need the key)."""
+    return HealthBody(status="ok", **library().status())
 
 
 # -- errors --------------------------------------------------------------------------------
-def error_response(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, param: str | None = None):
+    """``{"error": {"code", "message"}}``; under /v1 also OpenAI's ``type`` and ``param``."""
+    # a message may quote client input; a lone surrogate in it could not be encoded as UTF-8
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    error: dict[str, Any] = {"code": code, "message": message}
+    if request.path.startswith("/v1/"):
+        from qa.http.openai_api import openai_error_fields
+
+        error.update(openai_error_fields(status, param))
+    response = jsonify({"error": error})
     response.status_code = status
     return response
 
 
 HTTP_ERROR_MESSAGES = {
-    404: ("not_found", "no such endpoint: {path}; see GET /api/health and the README for the API"),
+    404: ("not_found", "no such endpoint: {path}; see GET /docs or /openapi.json for the API"),
     405: ("method_not_allowed", "{method} is not allowed on {path}; allowed: {allowed}"),
     413: ("payload_too_large", "the request body is larger than the limit of {limit} bytes"),
 }
@@ -450,7 +334,7 @@ def handle_http_error(error: HTTPException):
 
 
 def handle_api_error(error: ApiError):
-    response = error_response(error.status, error.code, error.message)
+    response = error_response(error.status, error.code, error.message, error.param)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="qa"'
     return response
@@ -475,8 +359,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
             config keys (upper-case); defaults come from the environment.
         library: an open ``Library`` to serve; by default one is opened from the settings
             (loading the model and indexing the corpus if needed).
+
+    Blueprints: ``api`` (/api), ``openai`` (/v1) and ``docs`` (/openapi.json, /docs). A new module of
+    routes declares them with ``qa.http.validation.endpoint`` and is registered below; its routes then
+    share validation, access rules, error shape, request ids and the OpenAPI document.
     """
     from qa.config import settings_from_environment
+    from qa.http.openai_api import openai
 
     if isinstance(config, Settings):
         settings_value, flask_config = config, {}
@@ -485,6 +374,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         fields = {key: value for key, value in config.items() if key.islower()}
         settings_value = settings_from_environment().replace(**fields)
         flask_config = {key: value for key, value in config.items() if key.isupper()}
+    check_api_key(settings_value.api_key)
+    check_cors_origins(settings_value.cors_origins)
     if library is None:
         from qa.corpus import open_library
         from qa.vectors.embedder import load_encoders
@@ -493,7 +384,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         library = open_library(settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual)
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
-    # JSON requests are small; /api/documents raises the limit to max_upload_bytes for itself
+    # JSON requests are small; routes declared with body_limit="upload" raise it to max_upload_bytes
     app.config["MAX_CONTENT_LENGTH"] = settings_value.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings_value.max_request_bytes
     app.config.update(flask_config)
@@ -501,7 +392,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     app.json.sort_keys = False
     app.extensions["qa_library"] = library
     app.extensions["qa_settings"] = settings_value
+    register_operations(app, settings_value)
+    app.before_request(prepare_request)
     app.register_blueprint(api)
+    app.register_blueprint(openai)
+    register_docs(app)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(QAError, handle_domain_error)
@@ -510,14 +405,5 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     @app.get("/")
     def home():
         return app.send_static_file("index.html")
-
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def log_request(response):
-        log.info("%s %s %d %.1f ms", request.method, request.path, response.status_code, elapsed_ms())
-        return response
 
     return app

@@ -46,6 +46,10 @@ class Embedder(Protocol):
         """(len(texts), dimension) float32, rows of unit length; ``progress(n)`` after each batch."""
         ...
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens the model reads of each text (after truncation to what it can read)."""
+        ...
+
 
 def batched(items: Iterable[str], size: int) -> Iterable[list[str]]:
     """Consecutive lists of at most ``size`` items."""
@@ -127,6 +131,13 @@ class SentenceTransformerEmbedder:
         """Embed questions (or texts to look up) with the model's query prompt."""
         return self._encode(texts, self._query_prompt)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text as the model reads it (special tokens included, cut at its maximum length)."""
+        limit = self._model.max_seq_length
+        with self._lock:
+            encoded = self._model.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [min(len(ids), limit) for ids in encoded]
+
     def embed_passages(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
@@ -163,6 +174,11 @@ class UniversalSentenceEncoder:
             vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32).reshape(len(texts), -1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0))
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text as its tokenizer cuts it."""
+        with self._lock:
+            return [len(self._model._tokenizer.encode(text)) for text in texts]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions (the encoder is symmetric: no prompts)."""
