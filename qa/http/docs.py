@@ -38,6 +38,10 @@ def with_app_settings(document: dict[str, Any], app: Flask) -> dict[str, Any]:
         if isinstance(node, dict):
             if node.get(QUESTION_LIMIT_KEY) == "max_question_chars":
                 node["maxLength"] = settings.max_question_chars
+            elif node.get(QUESTION_LIMIT_KEY) == "models":
+                for option in node.get("anyOf", [node]):
+                    if option.get("type") == "string":
+                        option["enum"] = [model.name for model in app.extensions["qa_library"].encoders.values()]
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from qa.library import MAX_TOP_K
@@ -60,9 +62,21 @@ def unicode_text(value: str) -> str:
     return value
 
 
+# A visible character: not whitespace for Python (str.strip, which the core uses) nor for the
+# JSON Schema regex dialect (ECMA-262), so that the document and the check agree on every string.
+VISIBLE = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
 def some_text(value: str) -> str:
-    if not value.strip():
+    if not re.search(VISIBLE, value) or not value.strip():
         raise PydanticCustomError("empty_field", "must contain some text")
+    return value
+
+
+def whole_number(value: Any) -> Any:
+    """41.0 is the integer 41 in JSON (and in JSON Schema); 41.5 stays a number and is refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -139,12 +153,21 @@ Text = Annotated[
     Field(
         min_length=1,
         json_schema_extra={
-            "maxLength": QUESTION_CHARS_DEFAULT, QUESTION_LIMIT_KEY: "max_question_chars", "pattern": r"\S"
+            "maxLength": QUESTION_CHARS_DEFAULT, QUESTION_LIMIT_KEY: "max_question_chars", "pattern": VISIBLE
         },
     ),
 ]
-OptionalName = Annotated[StrictStr, AfterValidator(unicode_text), AfterValidator(some_text), Field(min_length=1)]
-TopK = Annotated[int, Field(ge=1, le=TOP_K_MAX, description=f"how many passages to return, 1-{TOP_K_MAX}")]
+OptionalName = Annotated[
+    StrictStr,
+    AfterValidator(unicode_text),
+    AfterValidator(some_text),
+    Field(min_length=1, json_schema_extra={"pattern": VISIBLE}),
+]
+TopK = Annotated[
+    int,
+    Field(ge=1, le=TOP_K_MAX, description=f"how many passages to return, 1-{TOP_K_MAX}"),
+    BeforeValidator(whole_number),
+]
 Mode = Annotated[
     Literal[MODES],  # type: ignore[valid-type]
     Field(description="hybrid (every channel fused), dense (the encoders only) or lexical (keywords only)"),
@@ -231,8 +254,11 @@ class AskRequest(SearchOptions):
 
 
 class AskQuery(Query):
-    q: Text | None = Field(default=None, title="question", description="the question (or use 'question')")
-    question: Text | None = None
+    # 'q' is documented as required; 'question' is accepted in its place (older links) but not advertised
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["q"]})
+
+    q: Text | None = Field(default=None, title="question", description="the question")
+    question: SkipJsonSchema[Text | None] = None
     top_k: TopK = TOP_K_DEFAULT
     mode: Mode = "hybrid"
     min_confidence: Confidence = 0.0
@@ -339,7 +365,9 @@ class BatchBody(Body):
 
 class ContextRequest(Strict):
     question: Text
-    max_chars: Annotated[int, Field(ge=CONTEXT_CHARS_MIN, le=CONTEXT_CHARS_MAX)] | None = CONTEXT_CHARS_DEFAULT
+    max_chars: Annotated[
+        int, Field(ge=CONTEXT_CHARS_MIN, le=CONTEXT_CHARS_MAX), BeforeValidator(whole_number)
+    ] | None = CONTEXT_CHARS_DEFAULT
     top_k: TopK | None = TOP_K_DEFAULT
     documents: DocumentIds | None = None
     filter: Filter | None = None
@@ -365,9 +393,21 @@ class ContextBody(Body):
 
 
 # -- documents -------------------------------------------------------------------------------------
+# The core checks a new document's id (qa.library.validate_document_id); the pattern documents it.
+DocumentIdToSet = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        description="1-128 letters, digits, '_', '-' or '.', starting with a letter or digit; by default made "
+        "from the text (JSON) or the file name (upload)",
+        json_schema_extra={"pattern": r"^\w[\w.\-]{0,127}$"},
+    ),
+]
+
+
 class DocumentRequest(Strict):
     text: Annotated[StrictStr, AfterValidator(unicode_text)]
-    id: Annotated[StrictStr, Field(min_length=1)] | None = None
+    id: DocumentIdToSet | None = None
     title: OptionalName | None = None
     metadata: Metadata | None = None
 
@@ -396,9 +436,9 @@ class DocumentForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: UploadedFile = Field(description="the document: .txt, .md, .html, .docx or .pdf")
-    id: Annotated[StrictStr, Field(min_length=1)] | None = None
-    title: OptionalName | None = None
-    metadata: Metadata | None = Field(default=None, description="JSON text of an object")
+    id: DocumentIdToSet | SkipJsonSchema[None] = None
+    title: OptionalName | SkipJsonSchema[None] = None
+    metadata: Metadata | SkipJsonSchema[None] = Field(default=None, description="JSON text of an object")
 
 
 class DocumentBody(Body):

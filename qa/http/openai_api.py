@@ -17,10 +17,19 @@ import base64
 from typing import Annotated, Literal
 
 from flask import Blueprint, current_app
-from pydantic import AfterValidator, BeforeValidator, Field, StrictStr
+from pydantic import Field, PlainValidator, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from qa.http.models import EMBEDDING_MAX_CHARS, EMBEDDING_MAX_INPUTS, Body, Strict, some_text, unicode_text
+from qa.http.models import (
+    EMBEDDING_MAX_CHARS,
+    EMBEDDING_MAX_INPUTS,
+    QUESTION_LIMIT_KEY,
+    VISIBLE,
+    Body,
+    Strict,
+    some_text,
+    unicode_text,
+)
 from qa.http.validation import ApiError, endpoint
 from qa.library import Library
 
@@ -42,29 +51,53 @@ def openai_error_fields(status: int, param: str | None) -> dict[str, str | None]
             "param": param}
 
 
-def text_input(value: object) -> object:
-    tokens = isinstance(value, list) and value and all(isinstance(item, int | list) for item in value)
-    if tokens and not any(isinstance(item, bool) for item in value):
-        raise PydanticCustomError("token_input", "token arrays are not supported; send the text itself")
-    return value
+def embedding_input(value: object) -> str | list[str]:
+    """``input``: one text or a list of texts, each visible, valid Unicode and not too long."""
+    texts = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not 1 <= len(value) <= EMBEDDING_MAX_INPUTS:
+        raise PydanticCustomError(
+            "input_count", "must hold 1 to {limit} texts, got {count}",
+            {"limit": EMBEDDING_MAX_INPUTS, "count": len(value)},
+        )
+    for index, text in enumerate(texts):
+        where = f"[{index}]" if isinstance(value, list) else ""
+        if isinstance(text, int | list) and not isinstance(text, bool):
+            raise PydanticCustomError("token_input", "token arrays are not supported; send the text itself")
+        if not isinstance(text, str):
+            raise PydanticCustomError("input_type", "must be a text or a list of texts")
+        if len(text) > EMBEDDING_MAX_CHARS:
+            raise PydanticCustomError(
+                "input_length", "{where} has {length} characters; the limit is {limit}",
+                {"where": where, "length": len(text), "limit": EMBEDDING_MAX_CHARS},
+            )
+        unicode_text(text)
+        some_text(text)
+    return value  # type: ignore[return-value]
 
 
-InputText = Annotated[
-    StrictStr,
-    AfterValidator(unicode_text),
-    AfterValidator(some_text),
-    Field(min_length=1, max_length=EMBEDDING_MAX_CHARS),
-]
+TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": EMBEDDING_MAX_CHARS, "pattern": VISIBLE}
 
 
 class EmbeddingsRequest(Strict):
     input: Annotated[
-        InputText | Annotated[list[InputText], Field(min_length=1, max_length=EMBEDDING_MAX_INPUTS)],
-        BeforeValidator(text_input),
-        Field(description=f"a text, or a list of at most {EMBEDDING_MAX_INPUTS} texts of at most "
-                          f"{EMBEDDING_MAX_CHARS} characters each"),
+        str | list[str],
+        PlainValidator(embedding_input),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    TEXT_SCHEMA,
+                    {"type": "array", "items": TEXT_SCHEMA, "minItems": 1, "maxItems": EMBEDDING_MAX_INPUTS},
+                ],
+                "description": f"a text, or a list of at most {EMBEDDING_MAX_INPUTS} texts of at most "
+                f"{EMBEDDING_MAX_CHARS} characters each",
+            }
+        ),
     ]
-    model: StrictStr | None = Field(default=None, description="one of GET /v1/models; the service's model by default")
+    model: StrictStr | None = Field(
+        default=None,
+        description="one of GET /v1/models; the service's model by default",
+        json_schema_extra={QUESTION_LIMIT_KEY: "models"},
+    )
     encoding_format: Literal["float", "base64"] | None = Field(
         default="float", description="base64: little-endian float32 bytes, as OpenAI sends them"
     )
