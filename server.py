@@ -16,6 +16,7 @@ import time
 from qa.config import SettingsError, add_arguments, settings_from_arguments
 from qa.corpus import open_library
 from qa.http.api import create_app
+from qa.http.operations import configure_logging
 from qa.vectors.embedder import load_encoders
 
 __all__ = ["create_app", "main"]
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_arguments(parser.parse_args(argv))
     except SettingsError as error:
         parser.error(str(error))
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings)
     started = time.perf_counter()
     embedder, crosslingual = load_encoders(settings)
 
