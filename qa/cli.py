@@ -44,6 +44,11 @@ def _open(settings: Settings, progress: bool = True) -> Library:
     return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress)
 
 
+def _open_documents(settings: Settings) -> Library:
+    """The index without its encoders: listing and removing documents need no model (and start in a blink)."""
+    return Library(settings.index_dir, progress=False)
+
+
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
 
@@ -151,7 +156,7 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def command_remove(settings: Settings, arguments: argparse.Namespace) -> int:
-    library = _open(settings, progress=False)
+    library = _open_documents(settings)
     try:
         for document_id in arguments.ids:
             document = library.remove_document(document_id)
@@ -162,7 +167,7 @@ def command_remove(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
-    library = _open(settings, progress=False)
+    library = _open_documents(settings)
     documents = library.documents(0, 1_000_000)
     library.close()
     if arguments.json:

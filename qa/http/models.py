@@ -257,13 +257,13 @@ class AskQuery(Query):
     # 'q' is documented as required; 'question' is accepted in its place (older links) but not advertised
     model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["q"]})
 
-    q: Text | None = Field(default=None, title="question", description="the question")
+    q: Text | SkipJsonSchema[None] = Field(default=None, title="question", description="the question")
     question: SkipJsonSchema[Text | None] = None
     top_k: TopK = TOP_K_DEFAULT
     mode: Mode = "hybrid"
     min_confidence: Confidence = 0.0
     documents: Annotated[
-        list[DocumentId] | None,
+        list[DocumentId] | SkipJsonSchema[None],
         BeforeValidator(lambda value: [part for item in value for part in item.split(",") if part] or None
                         if isinstance(value, list) else value),
         Field(description="document ids, repeated or comma-separated"),
