@@ -53,7 +53,7 @@ from qa.http.operations import elapsed_ms, register_operations
 from qa.http.validation import ApiError, endpoint, prepare_request
 from qa.index.passage_index import Document, PassageFilter
 from qa.library import Library
-from qa.results import Hit
+from qa.results import Answer, Hit
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,13 @@ def hit_body(hit: Hit) -> HitBody:
     )
 
 
+def answer_body(answer: Answer) -> AnswerBody:
+    return AnswerBody(
+        question=answer.question, mode=answer.mode, answerable=answer.answerable,
+        results=[hit_body(hit) for hit in answer.hits], took_ms=elapsed_ms(),
+    )
+
+
 def document_body(document: Document) -> DocumentBody:
     return DocumentBody(
         id=document.id,
@@ -129,10 +136,7 @@ def ask_post(json: AskRequest):
         json.question, json.top_k or 5, mode=json.mode or "hybrid", min_confidence=json.min_confidence or 0.0,
         where=search_filter(json.documents, json.filter),
     )
-    return AnswerBody(
-        question=answer.question, mode=answer.mode, answerable=answer.answerable,
-        results=[hit_body(hit) for hit in answer.hits], took_ms=elapsed_ms(),
-    )
+    return answer_body(answer)
 
 
 @api.get("/ask")
@@ -143,10 +147,7 @@ def ask_get(query: AskQuery):
         query.text, query.top_k, mode=query.mode, min_confidence=query.min_confidence,
         where=search_filter(query.documents, None),
     )
-    return AnswerBody(
-        question=answer.question, mode=answer.mode, answerable=answer.answerable,
-        results=[hit_body(hit) for hit in answer.hits], took_ms=elapsed_ms(),
-    )
+    return answer_body(answer)
 
 
 @api.post("/ask/batch")
