@@ -142,6 +142,18 @@ def test_cors_allows_only_the_configured_origins(library):
     assert "X-Request-Id" in answer.headers["Access-Control-Expose-Headers"]
 
 
+def test_a_preflight_needs_no_key_even_when_reads_are_protected(library):
+    client = make_client(library, cors_origins=("https://app.example.com",), api_key="s3cret", protect_reads=True)
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "Content-Type, Authorization"}
+
+    response = client.options("/api/ask", headers=preflight)
+
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert_error(client.post("/api/ask", json={"question": "x"}, headers={"Origin": "https://app.example.com"}), 401)
+
+
 @pytest.mark.parametrize("value", ["app.example.com", "https://app.example.com/path", "ftp://x"])
 def test_a_malformed_cors_origin_is_refused_at_start(value):
     with pytest.raises(SettingsError, match="QA_CORS_ORIGINS"):

@@ -132,6 +132,8 @@ def endpoint(
 # -- checking a request before its view -------------------------------------------------------------
 def prepare_request() -> Response | None:
     """``before_request`` of the app: key, origin, body limit and JSON syntax, before spectree reads the body."""
+    if request.method == "OPTIONS":
+        return None  # a CORS preflight carries no key and no body; Flask answers it
     view = current_app.view_functions.get(request.endpoint or "")
     access: Access = getattr(view, "access", "open")
     require_key(access)
