@@ -23,5 +23,5 @@ def serving(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         server.close()
-        server.task_dispatcher.shutdown()
+        server.task_dispatcher.shutdown(timeout=1)
         thread.join(timeout=10)

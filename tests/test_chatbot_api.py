@@ -138,7 +138,9 @@ def real_library(tmp_path_factory, real_embedder):
 @pytest.fixture(scope="module")
 def openai_client(real_library):
     with serving(create_app({"api_key": "sk-local-test"}, library=real_library)) as url:
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="sk-local-test", max_retries=0)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-local-test", max_retries=0)
+        yield client
+        client.close()
 
 
 def test_openai_client_embeds_a_list_as_the_model_would(openai_client, real_embedder):
