@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.documents.budgets import DEFAULT_BUDGETS, Budgets
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = PROJECT_ROOT / "data" / "shanxi-daily-2025-07-page.txt"
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
@@ -42,6 +44,18 @@ class Settings:
     max_question_chars: int = 2000
     max_request_bytes: int = 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Budgets of one document (see qa.documents.budgets): counted while it is read and split.
+    max_document_chars: int = DEFAULT_BUDGETS.max_document_chars
+    max_document_passages: int = DEFAULT_BUDGETS.max_document_passages
+    max_markup_depth: int = DEFAULT_BUDGETS.max_markup_depth
+    max_pdf_pages: int = DEFAULT_BUDGETS.max_pdf_pages
+    max_pdf_page_bytes: int = DEFAULT_BUDGETS.max_pdf_page_bytes
+    max_unpacked_bytes: int = DEFAULT_BUDGETS.max_unpacked_bytes
+    max_unpack_ratio: int = DEFAULT_BUDGETS.max_unpack_ratio
+    # Uploads with more characters of text than this are indexed in the background (202 + job).
+    background_chars: int = 20_000
+    max_queued_jobs: int = 16
+    background_threads: int = 1
     api_key: str | None = None
     protect_reads: bool = False
     log_level: str = "INFO"
@@ -49,6 +63,10 @@ class Settings:
     log_format: str = "text"
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser; none by default.
     cors_origins: tuple[str, ...] = ()
+
+    def budgets(self) -> Budgets:
+        """The document budgets these settings set."""
+        return Budgets(**{name: getattr(self, name) for name in BUDGET_FIELDS})
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -80,6 +98,52 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "max_question_chars": ("--max-question-chars", "QA_MAX_QUESTION_CHARS", "longest question or text accepted"),
     "max_request_bytes": ("--max-request-bytes", "QA_MAX_REQUEST_BYTES", "largest JSON request body"),
     "max_upload_bytes": ("--max-upload-bytes", "QA_MAX_UPLOAD_BYTES", "largest uploaded document"),
+    "max_document_chars": (
+        "--max-document-chars",
+        "QA_MAX_DOCUMENT_CHARS",
+        "most characters of text in one document (runs of white space in markup count as one)",
+    ),
+    "max_document_passages": (
+        "--max-document-passages",
+        "QA_MAX_DOCUMENT_PASSAGES",
+        "most passages one document is cut into",
+    ),
+    "max_markup_depth": (
+        "--max-markup-depth",
+        "QA_MAX_MARKUP_DEPTH",
+        "deepest nesting of elements in HTML and in the XML of a .docx",
+    ),
+    "max_pdf_pages": ("--max-pdf-pages", "QA_MAX_PDF_PAGES", "most pages in a PDF"),
+    "max_pdf_page_bytes": (
+        "--max-pdf-page-bytes",
+        "QA_MAX_PDF_PAGE_BYTES",
+        "most decoded bytes one PDF page draws (its content streams and the forms it draws)",
+    ),
+    "max_unpacked_bytes": (
+        "--max-unpacked-bytes",
+        "QA_MAX_UNPACKED_BYTES",
+        "most bytes decompressed to read one file (.docx XML parts, PDF page contents)",
+    ),
+    "max_unpack_ratio": (
+        "--max-unpack-ratio",
+        "QA_MAX_UNPACK_RATIO",
+        "most bytes unpacked per byte of the file, beyond the first MiB (zip and stream bombs)",
+    ),
+    "background_chars": (
+        "--background-chars",
+        "QA_BACKGROUND_CHARS",
+        "documents with more characters of text are indexed in the background (202 and a job)",
+    ),
+    "max_queued_jobs": (
+        "--max-queued-jobs",
+        "QA_MAX_QUEUED_JOBS",
+        "background jobs waiting at most; more are refused with 503 and Retry-After",
+    ),
+    "background_threads": (
+        "--background-threads",
+        "QA_BACKGROUND_THREADS",
+        "CPU threads the background job uses for embedding (it also runs at a lower OS priority)",
+    ),
     "api_key": ("--api-key", "QA_API_KEY", "bearer token required by write endpoints (unset: open)"),
     "protect_reads": (
         "--protect-reads",
@@ -96,10 +160,17 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 }
 
 
+BUDGET_FIELDS = tuple(field.name for field in dataclasses.fields(Budgets))
+INTEGER_FIELDS = frozenset(
+    {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
+    | {"background_chars", "max_queued_jobs", "background_threads"}
+)
+
+
 def _parse_value(name: str, raw: str) -> object:
     """Turn a flag or environment string into the field's type, with an actionable error."""
     flag, variable, _ = OPTIONS[name]
-    if name in {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes"}:
+    if name in INTEGER_FIELDS:
         try:
             value = int(raw)
         except ValueError:

@@ -43,3 +43,16 @@ class TooLarge(QAError):
     """Input over a configured size limit."""
 
     code = "payload_too_large"
+
+
+class BudgetExceeded(TooLarge):
+    """A document that would cost more to read or index than one of its budgets allows.
+
+    ``budget`` is the name of the setting (``max_document_chars``, ...), for callers that react to it.
+    """
+
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, budget: str) -> None:
+        super().__init__(message)
+        self.budget = budget

@@ -456,6 +456,31 @@ def test_docx_paragraphs_headings_and_tables_in_document_order():
     ]
 
 
+def test_docx_text_boxes_once_content_controls_and_tracked_insertions_are_read():
+    # Word writes a text box twice: the DrawingML version (mc:Choice) and a VML copy (mc:Fallback)
+    text_box = "<w:txbxContent><w:p><w:r><w:t>文本框里的话</w:t></w:r></w:p></w:txbxContent>"
+    body = (
+        "<w:p><w:r><w:t>正文开头</w:t></w:r><w:r><mc:AlternateContent>"
+        f"<mc:Choice Requires=\"wps\"><w:drawing><wps:txbx>{text_box}</wps:txbx></w:drawing></mc:Choice>"
+        f"<mc:Fallback><w:pict><v:textbox>{text_box}</v:textbox></w:pict></mc:Fallback>"
+        "</mc:AlternateContent></w:r><w:r><w:t>正文结尾</w:t><w:tab/><w:t>制表</w:t></w:r></w:p>"
+        "<w:sdt><w:sdtContent><w:p><w:r><w:t>内容控件</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+        "<w:p><w:ins><w:r><w:t>修订插入</w:t></w:r></w:ins><w:del><w:r><w:delText>已删除</w:delText></w:r></w:del></w:p>"
+    )
+    namespaces = " ".join(
+        f'xmlns:{prefix}="{uri}"'
+        for prefix, uri in {
+            "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+            "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+            "wps": "http://schemas.microsoft.com/office/word/2010/wordprocessingShape",
+            "v": "urn:schemas-microsoft-com:vml",
+        }.items()
+    )
+    document = f"<w:document {namespaces}><w:body>{body}</w:body></w:document>"
+    text, _ = read(zip_bytes({"[Content_Types].xml": "<Types/>", "word/document.xml": document}), "boxes.docx")
+    assert text.split("\n\n") == ["文本框里的话", "正文开头正文结尾\t制表", "内容控件", "修订插入"]
+
+
 def test_docx_title_from_a_title_style_paragraph_when_properties_have_none():
     document = word_document()
     document.add_heading("一级标题", level=1)

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from qa.documents.budgets import exceeded
 from qa.documents.text import Block, clean_text, read_layout, split_sentences
 
 __all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MIN_CHARS", "Passage", "split_document"]
@@ -190,13 +191,16 @@ def split_document(
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     min_chars: int = DEFAULT_MIN_CHARS,
+    max_passages: int | None = None,
 ) -> list[Passage]:
     """Cut a document into passages.
 
     ``source``: the document text as stored (spans refer to it); ``document_id``: prefix of the
     passage ids; ``title``: the document title, by default its first heading when the document
     starts with one, else ``document_id``; ``max_chars``: no passage is longer; ``min_chars``:
-    shorter passages are merged into a neighbour of the same section where there is one.
+    shorter passages are merged into a neighbour of the same section where there is one;
+    ``max_passages``: the ``max_document_passages`` budget, checked section by section as the
+    passages are made (BudgetExceeded once passed).
     """
     if max_chars < 1 or not 0 <= min_chars <= max_chars:
         raise ValueError(f"need 1 <= max_chars and 0 <= min_chars <= max_chars, got {max_chars} and {min_chars}")
@@ -212,7 +216,12 @@ def split_document(
         blocks = [layout.blocks[index] for index in members]
         offsets = [layout.source_offsets[index] for index in members]
         units = [unit for number, block in enumerate(blocks) for unit in _sentence_units(number, block.text, max_chars)]
-        for first, last in _pack(units, max_chars, min_chars):
+        packed = _pack(units, max_chars, min_chars)
+        if max_passages is not None and len(passages) + len(packed) > max_passages:
+            raise exceeded(
+                "max_document_passages", f"document {document_id!r} makes more than {max_passages:,} passages"
+            )
+        for first, last in packed:
             text = _passage_text(blocks, units[first:last])
             digest = _digest(text)
             seen[digest] += 1

@@ -364,6 +364,26 @@ def to_simplified(text: str) -> str:
     return _simplifier().convert(text)
 
 
+# Characters that show nothing by themselves: format characters (zero-width, bidi and tag
+# characters), controls, separators, and the blank letters and selectors that are not format
+# characters by category (Hangul fillers, braille blank, variation selectors, combining grapheme joiner).
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+_BLANK_CHARACTERS = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has at least one character that shows (not only blanks and invisible characters).
+
+    Stops at the first visible character, so it is cheap on real text.
+    """
+    return any(
+        not char.isspace() and unicodedata.category(char) not in _BLANK_CATEGORIES and not _BLANK_CHARACTERS.match(char)
+        for char in text
+    )
+
+
 def clean_text(text: str) -> str:
     """Normalise a piece of text (a paragraph, a query); idempotent.
 
