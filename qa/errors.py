@@ -56,3 +56,19 @@ class BudgetExceeded(TooLarge):
     def __init__(self, message: str, budget: str) -> None:
         super().__init__(message)
         self.budget = budget
+
+
+class Conflict(QAError):
+    """The request contradicts the current state (e.g. cancelling a job that has finished)."""
+
+    code = "conflict"
+
+
+class QueueFull(QAError):
+    """The background queue holds as many jobs as it may; ``retry_after`` says when to try again (seconds)."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
