@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qa.config import Settings, SettingsError, add_arguments, settings_from_arguments
+from qa.config import BUDGET_FIELDS, Settings, SettingsError, add_arguments, settings_from_arguments
 from qa.library import Library
 from qa.ranking.fusion import MODES
 from qa.results import Hit
@@ -137,7 +137,7 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
         for path, document_id in files:
             files.set_postfix_str(path.name[-30:])
             try:
-                text, title = read_document_file(path, max_bytes=settings.max_upload_bytes)
+                text, title = read_document_file(path, settings.max_upload_bytes, settings.budgets())
                 result = library.add_document(
                     text, arguments.id or document_id, title=arguments.title or title,
                     metadata=metadata, source=f"file:{path.resolve()}",
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--id", help="document id (one file only; default: from the file name)")
     add.add_argument("--title", help="document title (default: from the file)")
     add.add_argument("--metadata", help="JSON object stored with every added document")
-    add_arguments(add, [*INDEX_OPTIONS, "max_upload_bytes"])
+    add_arguments(add, [*INDEX_OPTIONS, "max_upload_bytes", *BUDGET_FIELDS])
     add.set_defaults(run=command_add)
 
     remove = commands.add_parser("remove", help="delete documents by id")

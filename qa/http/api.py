@@ -229,8 +229,8 @@ def uploaded_document(
     """(text, id, title, metadata, source) from a JSON body or a multipart upload."""
     if form is not None:
         name = Path(form.file.filename or "").name
-        limit = current_app.extensions["qa_settings"].max_upload_bytes
-        text, title = read_document_bytes(form.file.read(), name, max_bytes=limit)
+        settings = current_app.extensions["qa_settings"]
+        text, title = read_document_bytes(form.file.read(), name, settings.max_upload_bytes, settings.budgets())
         document_id = form.id or document_id_for(Path(name).stem)
         return text, document_id, form.title or title, form.metadata or {}, f"upload:{name}"
     assert json is not None
