@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("corpus %s: %s", ", ".join(map(str, settings.corpus)), summary)
 
     library = open_library(
-        settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual
+        settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual,
+        budgets=settings.budgets(),
     )
     app = create_app(settings, library=library)
     log.info("warmed up (word segmenter, pinyin table, encoders) in %.1f s", library.warm_up())
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         log.info("stopping: writing the index snapshot")
         server.close()
+        # a running background job stops at its next batch; unfinished jobs are not written
+        app.extensions["qa_ingest_queue"].close()
         library.close()
     return 0
 

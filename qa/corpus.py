@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from qa.documents.budgets import DEFAULT_BUDGETS, Budgets
 from qa.documents.ids import distinct_document_id, document_id_for
 from qa.documents.readers import read_document_file, supported_files
 from qa.library import Library
@@ -54,7 +55,7 @@ def sync_corpus(library: Library, paths: Iterable[Path]) -> dict[str, int]:
     for path, document_id in named:
         source = f"{CORPUS_SOURCE_PREFIX}{path.resolve()}"
         sources.add(source)
-        text, title = read_document_file(path)
+        text, title = read_document_file(path, budgets=library.budgets)
         result = library.add_document(text, document_id, title=title, source=source)
         summary[result.status] += 1
     for document in library.index.documents_from_source(CORPUS_SOURCE_PREFIX):
@@ -72,9 +73,10 @@ def open_library(
     progress: bool = True,
     on_corpus: Callable[[dict[str, int]], None] | None = None,
     crosslingual: Embedder | None = None,
+    budgets: Budgets = DEFAULT_BUDGETS,
 ) -> Library:
     """Open (or create) the local library in ``index_dir`` and bring the corpus documents up to date."""
-    library = Library(index_dir, embedder, crosslingual=crosslingual, progress=progress)
+    library = Library(index_dir, embedder, crosslingual=crosslingual, progress=progress, budgets=budgets)
     if corpus:
         summary = sync_corpus(library, corpus)
         if on_corpus:

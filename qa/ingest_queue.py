@@ -243,10 +243,10 @@ class IngestQueue:
 
     def _run_job(self, work: _Work) -> None:
         def progress(embedded: int, total: int) -> None:
-            if work.cancel.is_set():
-                raise JobCancelled
             with self._condition:
                 work.job = replace(work.job, embedded=embedded, total=total)
+            if work.cancel.is_set():
+                raise JobCancelled
 
         started = time.perf_counter()
         outcome: tuple[str, Any, JobError | None]

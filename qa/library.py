@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from qa.documents.budgets import DEFAULT_BUDGETS, Budgets, check_document_chars
 from qa.documents.ids import validate_document_id
 from qa.documents.passages import Passage, split_document
-from qa.documents.text import clean_text, to_simplified
+from qa.documents.text import clean_text, has_visible_text, to_simplified
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.index.passage_index import (
     LEXICAL_CHANNELS,
@@ -97,6 +98,18 @@ def embedding_key(model_identity: str, text: str) -> str:
     return hashlib.sha256(f"{model_identity}\0{EMBEDDING_INPUT_VERSION}\0{text}".encode()).hexdigest()
 
 
+def content_hash(text: str, title: str | None, metadata: dict, source: str) -> str:
+    """Digest of everything that makes a document what it is: equal digests mean nothing to do."""
+    # canonical JSON: the same metadata with its fields in another order is the same document
+    canonical = json.dumps([text, title, metadata, source], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def default_document_id(text: str, title: str | None = None, metadata: dict | None = None, source: str = "api") -> str:
+    """The id ``add_document`` gives a document sent without one: posting the same document twice is harmless."""
+    return f"doc-{content_hash(text, title, dict(metadata or {}), source)[:12]}"
+
+
 def encoder_specs(encoders: dict[str, Embedder]) -> dict[str, EncoderSpec]:
     """What the index needs to know of each encoder."""
     return {name: EncoderSpec(name, model.name, model.identity, model.dimension) for name, model in encoders.items()}
@@ -108,7 +121,8 @@ class Library:
     ``index`` is a ``PassageIndex`` or the folder of a local one (SQLite + FAISS). ``embedder``
     is the dense model (the configurable sentence-transformers model); ``crosslingual`` an
     optional second multilingual encoder fused with it. Opened without encoders, a library can
-    list, read and delete documents but not search or add.
+    list, read and delete documents but not search or add. ``budgets`` bound what one document
+    may cost (its characters and passages are checked here; readers check the rest).
     """
 
     def __init__(
@@ -117,7 +131,9 @@ class Library:
         embedder: Embedder | None = None,
         crosslingual: Embedder | None = None,
         progress: bool = True,
+        budgets: Budgets = DEFAULT_BUDGETS,
     ) -> None:
+        self.budgets = budgets
         self.encoders: dict[str, Embedder] = {}
         if embedder is not None:
             self.encoders["dense"] = embedder
@@ -205,6 +221,7 @@ class Library:
         title: str | None = None,
         metadata: dict | None = None,
         source: str = "api",
+        progress: Callable[[int, int], None] | None = None,
     ) -> AddResult:
         """Index a document, or replace the one with the same id; unchanged passages are not re-embedded.
 
@@ -214,53 +231,96 @@ class Library:
             title: shown with its passages; by default the document's top heading or its id.
             metadata: any JSON object, returned with the document and usable as a search filter.
             source: where it came from (``api``, ``upload:<name>``, ``corpus:<path>``).
+            progress: called as ``progress(embedded, total)`` before embedding and after every batch
+                (passages of all encoders); an exception it raises stops the work, and nothing is written.
+
+        BudgetExceeded when the text has more than ``max_document_chars`` characters or makes more
+        than ``max_document_passages`` passages; EmptyDocument when nothing visible is left.
         """
         self._require_encoders()
-        if not isinstance(text, str):
-            raise InvalidInput("document text must be a string")
+        document_id = self.admit_document(text, document_id, title, metadata, source)
         metadata = dict(metadata or {})
-        # canonical JSON: the same metadata with its fields in another order is the same document
-        content_hash = hashlib.sha256(
-            json.dumps([text, title, metadata, source], ensure_ascii=False, sort_keys=True).encode()
-        ).hexdigest()
-        document_id = validate_document_id(f"doc-{content_hash[:12]}" if document_id is None else document_id)
+        digest = content_hash(text, title, metadata, source)
         existing = self.index.document(document_id)
-        if existing is not None and existing.content_hash == content_hash:
+        if existing is not None and existing.content_hash == digest:
             return AddResult(existing, "unchanged", embedded=0, reused=existing.passages)
 
-        passages = split_document(text, document_id, title)
+        passages = split_document(text, document_id, title, max_passages=self.budgets.max_document_passages)
         if not passages:
             raise EmptyDocument(f"document {document_id!r} has no text to index")
-        new_passages, embedded = self._prepare_passages(passages)
+        new_passages, embedded = self._prepare_passages(passages, progress)
         document = Document(
             id=document_id,
             title=passages[0].document_title,
             source=source,
             metadata=metadata,
-            content_hash=content_hash,
+            content_hash=digest,
             passages=len(passages),
         )
         stored = self.index.write_document(document, text, new_passages)
         status = "replaced" if existing is not None else "added"
         return AddResult(stored, status, embedded=embedded, reused=len(passages) - embedded)
 
-    def _prepare_passages(self, passages: Sequence[Passage]) -> tuple[list[NewPassage], int]:
+    def admit_document(
+        self,
+        text: str,
+        document_id: str | None = None,
+        title: str | None = None,
+        metadata: dict | None = None,
+        source: str = "api",
+    ) -> str:
+        """The checks of ``add_document`` that cost next to nothing, made before a document is queued.
+
+        Returns the id it will be stored under (``default_document_id`` when none is given); raises
+        what ``add_document`` would for a bad id, text over ``max_document_chars`` or no visible text.
+        """
+        if not isinstance(text, str):
+            raise InvalidInput("document text must be a string")
+        if document_id is None:
+            document_id = default_document_id(text, title, metadata, source)
+        validate_document_id(document_id)
+        check_document_chars(len(text), self.budgets, f"document {document_id!r}")
+        if not has_visible_text(text):
+            raise EmptyDocument(
+                f"document {document_id!r} has no visible text, only blank space or invisible characters "
+                "(zero-width spaces, format or control characters)"
+            )
+        return document_id
+
+    def _prepare_passages(
+        self, passages: Sequence[Passage], progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[NewPassage], int]:
         """Vectors (reused by embedding key, or computed now) and terms for each passage.
 
         Returns the passages and how many of them had to be embedded (by the dense model).
+        ``progress(embedded, total)`` counts the passages every encoder has to embed.
         """
         inputs = [embedding_input(p) for p in passages]
-        embeddings: dict[str, list[Embedding]] = {}
-        embedded = 0
+        keys = {name: [embedding_key(model.identity, text) for text in inputs] for name, model in self.encoders.items()}
+        vectors = {name: self.index.vectors_for(name, keys[name]) for name in self.encoders}
+        missing = {
+            name: {key: text for key, text in zip(keys[name], inputs) if key not in vectors[name]}
+            for name in self.encoders
+        }
+        total = sum(map(len, missing.values()))
+        done = 0
+        if progress:
+            progress(done, total)
         for name, model in self.encoders.items():
-            keys = [embedding_key(model.identity, text) for text in inputs]
-            vectors = self.index.vectors_for(name, keys)
-            missing = {key: text for key, text in zip(keys, inputs) if key not in vectors}
-            if missing:
-                with self._progress_bar(len(missing), f"embedding ({name})") as bar:
-                    vectors.update(zip(missing, model.embed_passages(list(missing.values()), progress=bar.update)))
-            embeddings[name] = [Embedding(key, vectors[key]) for key in keys]
-            embedded = embedded or len(missing)
+            if not missing[name]:
+                continue
+            with self._progress_bar(len(missing[name]), f"embedding ({name})") as bar:
+
+                def advance(count: int) -> None:
+                    nonlocal done
+                    bar.update(count)
+                    done += count
+                    if progress:
+                        progress(done, total)
+
+                texts = list(missing[name].values())
+                vectors[name].update(zip(missing[name], model.embed_passages(texts, progress=advance)))
+        embeddings = {name: [Embedding(key, vectors[name][key]) for key in keys[name]] for name in self.encoders}
         new_passages = [
             NewPassage(
                 passage=p,
@@ -270,7 +330,7 @@ class Library:
             )
             for i, (p, (terms, names)) in enumerate(zip(passages, map(passage_terms, passages)))
         ]
-        return new_passages, embedded
+        return new_passages, next((len(found) for found in missing.values() if found), 0)
 
     def remove_document(self, document_id: str) -> Document:
         """Delete a document; its passages leave every search at once. NotFound when unknown."""

@@ -23,12 +23,16 @@ from test_document_budgets import (
     shared_stream_pdf,
     word_package,
 )
-from test_server_process import ServerProcess, server_environment
+from test_server_process import CHINESE_ANSWER, CHINESE_QUESTION, ServerProcess, server_environment
+
+from qa.config import DEFAULT_CORPUS
 
 # How much the server's peak resident memory may grow while it refuses all the hostile files.
 # Measured growth is ~80 MB (the 19 MB text, decoded; the 20 MB PDF stream, decoded once);
 # before the budgets one .docx took it past 9 GB.
 PEAK_MEMORY_GROWTH_LIMIT_MB = 250
+# Documents with more characters go to the background queue (lowered from 20,000 so that a short, real page goes there).
+BACKGROUND_CHARS = 1000
 
 
 def peak_memory_mb(pid: int) -> float:
@@ -59,7 +63,8 @@ def upload(server: ServerProcess, filename: str, data: bytes) -> tuple[int, dict
 def server(tmp_path_factory, bundled_model_folder):
     index_dir = tmp_path_factory.mktemp("hostile") / "index"
     environment = server_environment(
-        QA_PORT="0", QA_INDEX_DIR=str(index_dir), QA_CORPUS="", QA_CROSSLINGUAL="false", QA_THREADS="2"
+        QA_PORT="0", QA_INDEX_DIR=str(index_dir), QA_CORPUS="", QA_CROSSLINGUAL="false", QA_THREADS="2",
+        QA_BACKGROUND_CHARS=str(BACKGROUND_CHARS),
     )
     process = ServerProcess([], environment)
     try:
@@ -116,3 +121,28 @@ def test_hostile_uploads_are_refused_by_their_budgets_without_growing_the_server
     growth = peak_memory_mb(pid) - baseline
     print("\n".join([*report, f"peak memory (VmHWM) {baseline:.0f} MB before, +{growth:.0f} MB after"]))
     assert growth < PEAK_MEMORY_GROWTH_LIMIT_MB, report
+
+
+def test_a_large_upload_is_indexed_in_the_background_while_questions_are_answered(server):
+    # the first section of the bundled page (~1,250 characters, 6 passages): over BACKGROUND_CHARS
+    text = "".join(DEFAULT_CORPUS.read_text(encoding="utf-8").splitlines(keepends=True)[:24])
+    assert len(text) > BACKGROUND_CHARS
+    status, job = upload(server, "page.txt", text.encode())
+    assert status == 202, job
+    location = f"/api/jobs/{job['id']}"
+    answered = []
+    deadline = time.monotonic() + 300
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        started = time.perf_counter()
+        status, body, _ = server.post_json("/api/ask", {"question": CHINESE_QUESTION, "top_k": 1})
+        assert status == 200, body
+        answered.append(time.perf_counter() - started)
+        status, job = server.get_json(location)
+        assert status == 200
+    assert job["state"] == "done", job
+    assert job["progress"]["embedded"] == job["progress"]["total"] == job["result"]["passages"]
+    print(f"{len(answered)} questions answered while indexing in the background: "
+          f"slowest {max(answered):.2f} s, median {sorted(answered)[len(answered) // 2]:.2f} s")
+    status, body, _ = server.post_json("/api/ask", {"question": CHINESE_QUESTION, "top_k": 1})
+    assert CHINESE_ANSWER in body["results"][0]["text"]

@@ -20,7 +20,7 @@ from qa.config import Settings, check_api_key, check_cors_origins
 from qa.documents.ids import document_id_for
 from qa.documents.passages import Passage
 from qa.documents.readers import read_document_bytes
-from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFormat
+from qa.errors import Conflict, InvalidInput, NotFound, QAError, QueueFull, TooLarge, UnsupportedFormat
 from qa.http.docs import register_docs
 from qa.http.models import (
     AddedBody,
@@ -43,6 +43,10 @@ from qa.http.models import (
     HealthBody,
     HighlightBody,
     HitBody,
+    JobBody,
+    JobError,
+    JobListBody,
+    JobProgress,
     PassageBody,
     PassageSimilarBody,
     SimilarBody,
@@ -52,8 +56,9 @@ from qa.http.models import (
 from qa.http.operations import elapsed_ms, register_operations
 from qa.http.validation import ApiError, endpoint, prepare_request
 from qa.index.passage_index import Document, PassageFilter
+from qa.ingest_queue import CANCELLED, IngestQueue, Job
 from qa.library import Library
-from qa.results import Answer, Hit
+from qa.results import AddResult, Answer, Hit
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +69,22 @@ STATUS_OF_DOMAIN_ERROR: dict[type[QAError], int] = {
     UnsupportedFormat: 415,
     TooLarge: 413,
     InvalidInput: 400,
+    Conflict: 409,
+    QueueFull: 503,
 }
 
 
 def library() -> Library:
     return current_app.extensions["qa_library"]
+
+
+def ingest_queue() -> IngestQueue:
+    return current_app.extensions["qa_ingest_queue"]
+
+
+def status_of(error: QAError) -> int:
+    """The HTTP status of a domain error (400 for any not listed)."""
+    return next((status for kind, status in STATUS_OF_DOMAIN_ERROR.items() if isinstance(error, kind)), 400)
 
 
 # -- response encoding ---------------------------------------------------------------------
@@ -239,21 +255,83 @@ def uploaded_document(
 
 @api.post("/documents")
 @endpoint(
-    json=DocumentRequest, form=DocumentForm, responses={201: AddedBody, 200: AddedBody}, errors=(413, 415),
-    access="write", body_limit="upload", tags=["documents"],
+    json=DocumentRequest, form=DocumentForm, responses={201: AddedBody, 200: AddedBody, 202: JobBody},
+    errors=(413, 415, 503), access="write", body_limit="upload", tags=["documents"],
 )
 def documents_post(json: DocumentRequest | None = None, form: DocumentForm | None = None):
     """Add a document (JSON text, or a file uploaded as multipart field ``file``), or replace the one with its id.
 
     Unchanged passages are not embedded again. 201 when added, 200 when replaced or unchanged.
+    A document with more than ``QA_BACKGROUND_CHARS`` characters is checked, then indexed in the
+    background: 202 with the job, followed at ``Location: /api/jobs/{job_id}``; 503 with
+    ``Retry-After`` when the queue is full. Files are read within the budgets of ``QA_MAX_*``
+    (413 ``budget_exceeded`` names the one passed).
     """
     text, document_id, title, metadata, source = uploaded_document(json, form)
+    if len(text) > current_app.extensions["qa_settings"].background_chars:
+        # embedding takes minutes: checked now, indexed by the background queue
+        document_id = library().admit_document(text, document_id, title, metadata, source)
+        job = ingest_queue().submit(text, document_id, title=title, metadata=metadata, source=source)
+        return job_body(job), 202, {"Location": f"/api/jobs/{job.id}"}
     result = library().add_document(text, document_id, title=title, metadata=metadata, source=source)
-    body = AddedBody(
+    return added_body(result), 201 if result.status == "added" else 200
+
+
+def added_body(result: AddResult) -> AddedBody:
+    return AddedBody(
         **document_body(result.document).model_dump(), status=result.status, embedded=result.embedded,
         reused=result.reused,
     )
-    return body, 201 if result.status == "added" else 200
+
+
+def job_body(job: Job) -> JobBody:
+    error = None
+    if job.error is not None:
+        status = status_of(job.error.error) if job.error.error is not None else 500
+        error = JobError(code=job.error.code, message=job.error.message, status=status)
+    return JobBody(
+        id=job.id,
+        state=job.state,
+        document=job.document_id,
+        position=job.position,
+        progress=JobProgress(embedded=job.embedded, total=job.total),
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        result=added_body(job.result) if job.result is not None else None,
+        error=error,
+    )
+
+
+@api.get("/jobs")
+@endpoint(responses={200: JobListBody}, tags=["documents"])
+def jobs_list():
+    """The background jobs this run of the server knows (the last 1,000 finished ones), newest first."""
+    queue = ingest_queue()
+    return JobListBody(jobs=[job_body(job) for job in queue.jobs()], queued=queue.length())
+
+
+@api.get("/jobs/<job_id>")
+@endpoint(responses={200: JobBody}, errors=(404,), tags=["documents"])
+def job_get(job_id: str):
+    """A background job: its state, progress, and the document or the error it ended with.
+
+    Jobs live in memory: after a restart an unfinished job is unknown (404, saying so); its
+    document was not written.
+    """
+    return job_body(ingest_queue().job(job_id))
+
+
+@api.delete("/jobs/<job_id>")
+@endpoint(responses={200: JobBody, 202: JobBody}, errors=(404, 409), access="write", tags=["documents"])
+def job_cancel(job_id: str):
+    """Cancel a background job: a queued one at once (200), a running one at its next batch (202).
+
+    Nothing of a cancelled job is written; a finished job answers 409.
+    """
+    job = ingest_queue().cancel(job_id)
+    return job_body(job), 200 if job.state == CANCELLED else 202
 
 
 @api.get("/documents")
@@ -342,8 +420,10 @@ def handle_api_error(error: ApiError):
 
 
 def handle_domain_error(error: QAError):
-    status = next((s for kind, s in STATUS_OF_DOMAIN_ERROR.items() if isinstance(error, kind)), 400)
-    return error_response(status, error.code, str(error))
+    response = error_response(status_of(error), error.code, str(error))
+    if isinstance(error, QueueFull):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def handle_unexpected_error(error: Exception):
@@ -382,7 +462,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         from qa.vectors.embedder import load_encoders
 
         embedder, crosslingual = load_encoders(settings_value)
-        library = open_library(settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual)
+        library = open_library(
+            settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual,
+            budgets=settings_value.budgets(),
+        )
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     # JSON requests are small; routes declared with body_limit="upload" raise it to max_upload_bytes
@@ -393,6 +476,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     app.json.sort_keys = False
     app.extensions["qa_library"] = library
     app.extensions["qa_settings"] = settings_value
+    # the worker thread starts with the first large document; server.py closes the queue on shutdown
+    app.extensions["qa_ingest_queue"] = IngestQueue(
+        library, settings_value.max_queued_jobs, threads=settings_value.background_threads
+    )
     register_operations(app, settings_value)
     app.before_request(prepare_request)
     app.register_blueprint(api)

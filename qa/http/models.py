@@ -484,6 +484,38 @@ class DeletedBody(Body):
     passages: int
 
 
+class JobProgress(BaseModel):
+    embedded: int = Field(description="passages embedded so far, all encoders together")
+    total: int = Field(description="passages to embed (0 until the document is split)")
+
+
+class JobError(BaseModel):
+    code: str = Field(description="the error code the request would have had, e.g. budget_exceeded")
+    message: str
+    status: int = Field(description="the HTTP status the request would have had")
+
+
+class JobBody(Body):
+    """A background job: a large document being indexed (POST /api/documents answered 202)."""
+
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    document: str = Field(description="the id the document gets")
+    position: int = Field(description="1 for the next job to run while queued, else 0")
+    progress: JobProgress
+    cancel_requested: bool
+    created_at: float = Field(description="seconds since the epoch")
+    started_at: float | None
+    finished_at: float | None
+    result: AddedBody | None = Field(description="the document, once done")
+    error: JobError | None = Field(description="why it failed, once failed")
+
+
+class JobListBody(Body):
+    jobs: list[JobBody] = Field(description="the jobs this run of the server knows, newest first")
+    queued: int = Field(description="jobs waiting to run")
+
+
 class HealthBody(Body):
     status: Literal["ok"]
     passages: int
