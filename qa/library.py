@@ -231,8 +231,9 @@ class Library:
             title: shown with its passages; by default the document's top heading or its id.
             metadata: any JSON object, returned with the document and usable as a search filter.
             source: where it came from (``api``, ``upload:<name>``, ``corpus:<path>``).
-            progress: called as ``progress(embedded, total)`` before embedding and after every batch
-                (passages of all encoders); an exception it raises stops the work, and nothing is written.
+            progress: called as ``progress(embedded, total)`` before embedding, after every batch
+                (passages of all encoders) and just before writing; an exception it raises stops the
+                work, and nothing is written.
 
         BudgetExceeded when the text has more than ``max_document_chars`` characters or makes more
         than ``max_document_passages`` passages; EmptyDocument when nothing visible is left.
@@ -248,7 +249,7 @@ class Library:
         passages = split_document(text, document_id, title, max_passages=self.budgets.max_document_passages)
         if not passages:
             raise EmptyDocument(f"document {document_id!r} has no text to index")
-        new_passages, embedded = self._prepare_passages(passages, progress)
+        new_passages, embedded, embedded_now = self._prepare_passages(passages, progress)
         document = Document(
             id=document_id,
             title=passages[0].document_title,
@@ -257,6 +258,8 @@ class Library:
             content_hash=digest,
             passages=len(passages),
         )
+        if progress:  # the last moment to stop: nothing is written yet
+            progress(embedded_now, embedded_now)
         stored = self.index.write_document(document, text, new_passages)
         status = "replaced" if existing is not None else "added"
         return AddResult(stored, status, embedded=embedded, reused=len(passages) - embedded)
@@ -289,11 +292,11 @@ class Library:
 
     def _prepare_passages(
         self, passages: Sequence[Passage], progress: Callable[[int, int], None] | None = None
-    ) -> tuple[list[NewPassage], int]:
+    ) -> tuple[list[NewPassage], int, int]:
         """Vectors (reused by embedding key, or computed now) and terms for each passage.
 
-        Returns the passages and how many of them had to be embedded (by the dense model).
-        ``progress(embedded, total)`` counts the passages every encoder has to embed.
+        Returns the passages, how many of them had to be embedded by the dense model, and how
+        many embeddings all encoders computed; ``progress(embedded, total)`` counts the latter.
         """
         inputs = [embedding_input(p) for p in passages]
         keys = {name: [embedding_key(model.identity, text) for text in inputs] for name, model in self.encoders.items()}
@@ -330,7 +333,7 @@ class Library:
             )
             for i, (p, (terms, names)) in enumerate(zip(passages, map(passage_terms, passages)))
         ]
-        return new_passages, next((len(found) for found in missing.values() if found), 0)
+        return new_passages, next((len(found) for found in missing.values() if found), 0), total
 
     def remove_document(self, document_id: str) -> Document:
         """Delete a document; its passages leave every search at once. NotFound when unknown."""

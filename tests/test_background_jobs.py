@@ -244,3 +244,45 @@ def test_job_endpoints_follow_the_api_key(tmp_path, embedder):
         assert client.get(f"/api/jobs/{job['id']}", headers=bearer).status_code == 200
     finally:
         finish(app, embedder)
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(call: int, calls: list[tuple[int, int]]):
+    """A progress hook that records its calls and raises at the ``call``-th (1-based)."""
+
+    def progress(embedded: int, total: int) -> None:
+        calls.append((embedded, total))
+        if len(calls) == call:
+            raise Stop
+
+    return progress
+
+
+def test_progress_counts_every_batch_then_gives_a_last_chance_before_writing(tmp_path, embedder):
+    library = Library(tmp_path / "index", embedder, progress=False)
+    try:
+        calls: list[tuple[int, int]] = []
+        library.add_document(large_text(), "renewal", progress=lambda *call: calls.append(call))
+        assert calls == [(0, 50), (16, 50), (32, 50), (48, 50), (50, 50), (50, 50)]
+    finally:
+        library.close()
+
+
+@pytest.mark.parametrize("call", [1, 3, 6])
+def test_add_document_writes_nothing_when_its_progress_hook_stops_it(tmp_path, embedder, call):
+    library = Library(tmp_path / "index", embedder, progress=False)
+    try:
+        with pytest.raises(Stop):
+            library.add_document(large_text(), "renewal", progress=stop_at(call, []))
+        assert library.count_documents() == 0 and library.count() == 0
+        # a copy reuses every vector, so nothing is embedded: the hook is still asked before the write
+        library.add_document(large_text(), "original")
+        calls: list[tuple[int, int]] = []
+        with pytest.raises(Stop):
+            library.add_document(large_text(), "copy", progress=stop_at(2, calls))
+        assert calls == [(0, 0), (0, 0)] and library.count_documents() == 1
+    finally:
+        library.close()
