@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import lzma
 import posixpath
 import re
 import unicodedata
@@ -39,6 +40,10 @@ SUPPORTED_SUFFIXES: frozenset[str] = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".
 
 # Zip entries are inflated, and markup fed to its parser, this many bytes at a time.
 READ_CHUNK_BYTES = 64 * 1024
+# What zipfile raises on a damaged, encrypted (RuntimeError) or exotic (NotImplementedError) package.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError, RuntimeError, ValueError
+)
 
 # Only this much of a legacy-encoded text is scored when choosing between encodings.
 ENCODING_SAMPLE_CHARS = 20_000
@@ -661,7 +666,7 @@ def _open_docx_package(data: bytes, name: str) -> zipfile.ZipFile:
         raise UnreadableDocument(f"{name} is not a Word document: {_not_this_format(data, name, '.docx')}")
     try:
         package = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, EOFError) as error:
+    except _ZIP_ERRORS as error:
         raise _broken_zip(name, error) from error
     return package
 
@@ -698,19 +703,21 @@ def _read_part(package: zipfile.ZipFile, part: str, target: _XmlTarget, name: st
     """What ``target`` makes of one XML part, inflated and parsed chunk by chunk, every byte counted."""
     # No DTDs, no entity expansion, no network: a Word part needs none of them (XML bombs do).
     parser = etree.XMLParser(target=target, resolve_entities=False, no_network=True, load_dtd=False)
+    meter.check_declared_unpacked(package.getinfo(part).file_size)
     try:
         with package.open(part) as stream:
             while chunk := stream.read(READ_CHUNK_BYTES):
                 meter.add_unpacked(len(chunk))
                 parser.feed(chunk)
         return parser.close()
-    except etree.XMLSyntaxError as error:
+    except etree.LxmlError as error:
         raise UnreadableDocument(
             f"{name} is damaged and cannot be read as a Word document (broken XML in {part}: {error}); "
             "open it in Word or WPS, save it again as .docx and upload that"
         ) from error
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
-        # a wrong CRC or size means the entry is not what its header says (damaged, or made to lie)
+    except _ZIP_ERRORS as error:
+        # a wrong CRC or size means the entry is not what its header says (damaged, or made to lie);
+        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method
         raise _broken_zip(name, error) from error
 
 
