@@ -56,6 +56,7 @@ class Settings:
     background_chars: int = 20_000
     max_queued_jobs: int = 16
     background_threads: int = 1
+    background_niceness: int = 10
     api_key: str | None = None
     protect_reads: bool = False
     log_level: str = "INFO"
@@ -144,6 +145,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_BACKGROUND_THREADS",
         "CPU threads the background job uses for embedding (it also runs at a lower OS priority)",
     ),
+    "background_niceness": (
+        "--background-niceness",
+        "QA_BACKGROUND_NICENESS",
+        "added to the background job's nice value, 0-19 (0: the priority of requests)",
+    ),
     "api_key": ("--api-key", "QA_API_KEY", "bearer token required by write endpoints (unset: open)"),
     "protect_reads": (
         "--protect-reads",
@@ -163,7 +169,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 BUDGET_FIELDS = tuple(field.name for field in dataclasses.fields(Budgets))
 INTEGER_FIELDS = frozenset(
     {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
-    | {"background_chars", "max_queued_jobs", "background_threads"}
+    | {"background_chars", "max_queued_jobs", "background_threads", "background_niceness"}
 )
 
 
@@ -175,7 +181,9 @@ def _parse_value(name: str, raw: str) -> object:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{flag} / {variable} must be an integer, got {raw!r}") from None
-        if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
+        lowest = 0 if name in {"port", "background_niceness"} else 1
+        highest = {"port": 65535, "background_niceness": 19}.get(name)
+        if value < lowest or (highest is not None and value > highest):
             raise SettingsError(f"{flag} / {variable} is out of range: {value}")
         return value
     if name in {"index_dir", "models_dir"}:

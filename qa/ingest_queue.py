@@ -38,6 +38,9 @@ BACKGROUND_NICENESS = 10
 FINISHED_JOBS_KEPT = 1000
 # What a full queue asks clients to wait before trying again.
 RETRY_AFTER_SECONDS = 30
+# Pause after each embedding batch: the models are shared under a lock that is not fair, and a
+# question waiting for it gets it in this gap instead of after the next batch too.
+BATCH_PAUSE_SECONDS = 0.01
 
 
 class Adds(Protocol):
@@ -106,12 +109,14 @@ class IngestQueue:
         library: what adds a document (``Library``), called with a ``progress(embedded, total)`` hook.
         max_queued: jobs that may wait at once; one more is refused with QueueFull.
         threads: CPU threads the worker embeds with (set for its own thread only).
+        niceness: added to the worker thread's nice value (0 keeps the request threads' priority).
     """
 
-    def __init__(self, library: Adds, max_queued: int, threads: int = 1) -> None:
+    def __init__(self, library: Adds, max_queued: int, threads: int = 1, niceness: int = BACKGROUND_NICENESS) -> None:
         self.library = library
         self.max_queued = max_queued
         self.threads = threads
+        self.niceness = niceness
         # job ids carry this run's token, so that a job of an earlier run is told apart from a wrong id
         self._run = secrets.token_hex(3)
         self._numbers = itertools.count(1)
@@ -230,7 +235,7 @@ class IngestQueue:
             self._worker.start()
 
     def _work_forever(self) -> None:
-        lower_this_thread(BACKGROUND_NICENESS, self.threads)
+        lower_this_thread(self.niceness, self.threads)
         while True:
             with self._condition:
                 while not self._waiting and not self._closed:
@@ -247,6 +252,7 @@ class IngestQueue:
                 work.job = replace(work.job, embedded=embedded, total=total)
             if work.cancel.is_set():
                 raise JobCancelled
+            time.sleep(BATCH_PAUSE_SECONDS)
 
         started = time.perf_counter()
         outcome: tuple[str, Any, JobError | None]

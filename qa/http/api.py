@@ -478,7 +478,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     app.extensions["qa_settings"] = settings_value
     # the worker thread starts with the first large document; server.py closes the queue on shutdown
     app.extensions["qa_ingest_queue"] = IngestQueue(
-        library, settings_value.max_queued_jobs, threads=settings_value.background_threads
+        library,
+        settings_value.max_queued_jobs,
+        threads=settings_value.background_threads,
+        niceness=settings_value.background_niceness,
     )
     register_operations(app, settings_value)
     app.before_request(prepare_request)
