@@ -22,7 +22,7 @@ from qa.library import Library
 from qa.ranking.fusion import MODES
 from qa.results import Hit
 
-INDEX_OPTIONS = ["index_dir", "model", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
+INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
 
 
 def positive_int(raw: str) -> int:
@@ -183,10 +183,14 @@ def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def command_prepare_model(settings: Settings, arguments: argparse.Namespace) -> int:
     from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
+    from qa.tools.onnx_export import ensure_onnx_model
 
     started = time.perf_counter()
     folder = ensure_bundled_model(settings.models_dir / DEFAULT_MODEL_NAME, progress=True)
     print(f"model ready in {folder} ({time.perf_counter() - started:.1f} s)")
+    started = time.perf_counter()
+    exported = ensure_onnx_model(folder, progress=True)  # the onnx and onnx-int8 backends serve these files
+    print(f"ONNX files (fp32, int8) ready in {exported} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 

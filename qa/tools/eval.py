@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qa.config import DEFAULT_MODEL, PROJECT_ROOT, Settings
+from qa.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, PROJECT_ROOT, Settings
 from qa.library import Library
 from qa.results import Answer, Hit
 from qa.vectors.embedder import Embedder
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only questions with this attribute, e.g. split=test or language=en (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N questions")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers model (default: bundled)")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="how the model runs")
     parser.add_argument("--no-crosslingual", action="store_true", help="do not use the second (USE-m) encoder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
@@ -239,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     unanswerable = select(benchmark.unanswerable, {k: v for k, v in filters.items() if k != "kind"})
     if arguments.limit:
         questions = questions[: arguments.limit]
-    settings = Settings(model=arguments.model, crosslingual=not arguments.no_crosslingual, threads=arguments.threads)
+    settings = Settings(
+        model=arguments.model, backend=arguments.backend, crosslingual=not arguments.no_crosslingual,
+        threads=arguments.threads,
+    )
     embedder, crosslingual = load_encoders(settings)
     library = benchmark_library(benchmark, embedder, arguments.cache_dir, crosslingual)
     rows = [

