@@ -55,6 +55,7 @@ from qa.vectors.lexical import (
     rarity_weights,
     term_coverage,
 )
+from qa.vectors.serving import EncoderStats, ServingEncoder
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,13 @@ class Library:
             self.encoders["dense"] = embedder
             if crosslingual is not None:
                 self.encoders["crosslingual"] = crosslingual
-        self.embedder = embedder
+        # question vectors cached, every encoder call timed (exported by /metrics)
+        self.encoders = {
+            name: model if isinstance(model, ServingEncoder) else ServingEncoder(name, model)
+            for name, model in self.encoders.items()
+        }
+        self.embedder = self.encoders.get("dense")
+        self.warmed_up = False
         self.progress = progress
         if isinstance(index, str | Path):
             from qa.index.local import LocalPassageIndex
@@ -203,7 +210,12 @@ class Library:
         started = time.perf_counter()
         for question in ("城市管理应该像什么一样精细？", "Who is Li Xiaona?"):
             self._query(question, tuple(self.encoders))
+        self.warmed_up = True
         return time.perf_counter() - started
+
+    def encoder_stats(self) -> list[EncoderStats]:
+        """Each encoder's call timings and question-cache counts since the library opened."""
+        return [encoder.stats() for encoder in self.encoders.values() if isinstance(encoder, ServingEncoder)]
 
     def checkpoint(self) -> None:
         """Persist the index's derived state now (the local home writes its vector snapshots)."""

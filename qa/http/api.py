@@ -22,6 +22,7 @@ from qa.documents.passages import Passage
 from qa.documents.readers import read_document_bytes
 from qa.errors import Conflict, InvalidInput, NotFound, QAError, QueueFull, TooLarge, UnsupportedFormat
 from qa.http.docs import register_docs
+from qa.http.metrics import install_metrics
 from qa.http.models import (
     AddedBody,
     AnswerBody,
@@ -488,6 +489,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     app.register_blueprint(api)
     app.register_blueprint(openai)
     register_docs(app)
+    install_metrics(app)  # /metrics, /api/ready
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(QAError, handle_domain_error)

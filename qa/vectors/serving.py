@@ -1,0 +1,123 @@
+"""An encoder as the service runs it: question vectors kept in an LRU cache, every call timed.
+
+The same questions come back (a chatbot's retries, a page's permalink, a popular question), and
+their vectors depend on nothing but the text and the model: a cache hit skips the encoder, the
+only costly step of a question. The timings and the hit counts are plain numbers here; the
+HTTP layer (``qa.http.metrics``) exports them for Prometheus.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.vectors.embedder import Embedder
+
+# Upper bounds (seconds) of the embedding-time histogram: a cached question to a long ingest batch.
+TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class CallTimes:
+    """Calls of one kind ("query" or "passage") to one encoder: a histogram of their durations."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(TIME_BUCKETS))
+    count: int = 0
+    seconds: float = 0.0
+    texts: int = 0
+
+    def observe(self, seconds: float, texts: int) -> None:
+        index = bisect.bisect_left(TIME_BUCKETS, seconds)
+        if index < len(self.buckets):
+            self.buckets[index] += 1
+        self.count += 1
+        self.seconds += seconds
+        self.texts += texts
+
+
+@dataclass(frozen=True)
+class EncoderStats:
+    """A snapshot of one encoder's numbers (what /metrics exports)."""
+
+    encoder: str
+    model: str
+    calls: dict[str, CallTimes]  # kind -> times (copies)
+    cache_hits: int
+    cache_misses: int
+    cache_size: int
+
+
+class ServingEncoder:
+    """Wraps an ``Embedder``: same interface, with an LRU of question vectors and call timings.
+
+    Attributes other than the two embedding methods (``name``, ``identity``, ``dimension``, a
+    test fake's own fields) are the wrapped encoder's.
+    """
+
+    def __init__(self, channel: str, model: Embedder, cache_size: int = 4096) -> None:
+        self.channel = channel
+        self.model = model
+        self.cache_size = max(0, cache_size)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        self._calls = {"query": CallTimes(), "passage": CallTimes()}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def _timed(self, kind: str, encode: Callable[[], np.ndarray], texts: int) -> np.ndarray:
+        started = time.perf_counter()
+        vectors = encode()
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self._calls[kind].observe(elapsed, texts)
+        return vectors
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Question vectors, from the cache where the same text was embedded recently."""
+        if self.cache_size == 0:
+            return self._timed("query", lambda: self.model.embed_queries(texts), len(texts))
+        with self._lock:
+            cached = {text: self._cache[text] for text in dict.fromkeys(texts) if text in self._cache}
+            for text in cached:
+                self._cache.move_to_end(text)
+            self._hits += sum(text in cached for text in texts)
+            missing = [text for text in dict.fromkeys(texts) if text not in cached]
+            self._misses += len(texts) - sum(text in cached for text in texts)
+        if missing:
+            computed = self._timed("query", lambda: self.model.embed_queries(missing), len(missing))
+            with self._lock:
+                for text, vector in zip(missing, computed):
+                    vector = np.array(vector, dtype=np.float32)
+                    vector.setflags(write=False)  # shared by every later caller
+                    cached[text] = self._cache[text] = vector
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.model.dimension), dtype=np.float32)
+        return np.stack([cached[text] for text in texts])
+
+    def embed_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Passage vectors (not cached: the index stores them by content digest already)."""
+        return self._timed("passage", lambda: self.model.embed_passages(texts, progress=progress), len(texts))
+
+    def stats(self) -> EncoderStats:
+        """The numbers so far, copied under the lock."""
+        with self._lock:
+            calls = {
+                kind: CallTimes(list(times.buckets), times.count, times.seconds, times.texts)
+                for kind, times in self._calls.items()
+            }
+            return EncoderStats(
+                self.channel, self.model.name, calls, self._hits, self._misses, len(self._cache)
+            )
