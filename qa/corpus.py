@@ -14,6 +14,7 @@ from pathlib import Path
 from qa.documents.budgets import DEFAULT_BUDGETS, Budgets
 from qa.documents.ids import distinct_document_id, document_id_for
 from qa.documents.readers import read_document_file, supported_files
+from qa.index.vector_index import DEFAULT_EXACT_LIMIT
 from qa.library import Library
 from qa.vectors.embedder import Embedder
 
@@ -74,9 +75,13 @@ def open_library(
     on_corpus: Callable[[dict[str, int]], None] | None = None,
     crosslingual: Embedder | None = None,
     budgets: Budgets = DEFAULT_BUDGETS,
+    exact_search_limit: int = DEFAULT_EXACT_LIMIT,
 ) -> Library:
     """Open (or create) the local library in ``index_dir`` and bring the corpus documents up to date."""
-    library = Library(index_dir, embedder, crosslingual=crosslingual, progress=progress, budgets=budgets)
+    library = Library(
+        index_dir, embedder, crosslingual=crosslingual, progress=progress, budgets=budgets,
+        exact_search_limit=exact_search_limit,
+    )
     if corpus:
         summary = sync_corpus(library, corpus)
         if on_corpus:

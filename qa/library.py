@@ -40,6 +40,7 @@ from qa.index.passage_index import (
     Query,
     StoredPassage,
 )
+from qa.index.vector_index import DEFAULT_EXACT_LIMIT
 from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
 from qa.ranking.context import Context, build_context
 from qa.ranking.fusion import MODE_CHANNELS, MODES, fuse
@@ -133,6 +134,7 @@ class Library:
         crosslingual: Embedder | None = None,
         progress: bool = True,
         budgets: Budgets = DEFAULT_BUDGETS,
+        exact_search_limit: int = DEFAULT_EXACT_LIMIT,
     ) -> None:
         self.budgets = budgets
         self.encoders: dict[str, Embedder] = {}
@@ -151,7 +153,7 @@ class Library:
         if isinstance(index, str | Path):
             from qa.index.local import LocalPassageIndex
 
-            index = LocalPassageIndex(Path(index), encoder_specs(self.encoders))
+            index = LocalPassageIndex(Path(index), encoder_specs(self.encoders), exact_limit=exact_search_limit)
         self.index: PassageIndex = index
         self._sentence_vectors = {name: VectorCache(model) for name, model in self.encoders.items()}
         for name in self.encoders:

@@ -466,6 +466,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
         library = open_library(
             settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual,
             budgets=settings_value.budgets(),
+            exact_search_limit=settings_value.exact_search_limit,
         )
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")

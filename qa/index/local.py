@@ -38,7 +38,7 @@ from qa.index.passage_index import (
     moments_from_top,
 )
 from qa.index.store import Store
-from qa.index.vector_index import VectorIndex
+from qa.index.vector_index import DEFAULT_EXACT_LIMIT, VectorIndex
 from qa.vectors.lexical import match_expression
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ class LocalPassageIndex:
     listing and deleting work, searching by vector does not).
     """
 
-    def __init__(self, folder: Path, encoders: Mapping[str, EncoderSpec] = ()) -> None:
+    def __init__(
+        self, folder: Path, encoders: Mapping[str, EncoderSpec] = (), exact_limit: int = DEFAULT_EXACT_LIMIT
+    ) -> None:
         started = time.perf_counter()
+        self.exact_limit = exact_limit
         self.folder = Path(folder)
         self.location = str(self.folder)
         self.encoders: dict[str, EncoderSpec] = dict(encoders)
@@ -103,12 +106,12 @@ class LocalPassageIndex:
             try:
                 # the digest ties the manifest to this very file, not to an older copy put back
                 if recorded.get("sha256") == file_sha256(snapshot):
-                    index = VectorIndex.load(snapshot)
+                    index = VectorIndex.load(snapshot, exact_limit=self.exact_limit)
                     if index.dimension == spec.dimension and len(index) == manifest.get("passages"):
                         return index, "snapshot"
             except (OSError, RuntimeError) as error:
                 log.warning("vector snapshot %s unreadable (%s): rebuilding it from the store", snapshot, error)
-        index = VectorIndex(spec.dimension)
+        index = VectorIndex(spec.dimension, exact_limit=self.exact_limit)
         index.add(*self.store.vectors(encoder, dimension=spec.dimension))
         return index, "rebuilt from the store"
 
