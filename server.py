@@ -46,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     library = open_library(
         settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual,
         budgets=settings.budgets(),
+        exact_search_limit=settings.exact_search_limit,
     )
     app = create_app(settings, library=library)
     log.info("warmed up (word segmenter, pinyin table, encoders) in %.1f s", library.warm_up())
 
     from waitress import create_server
 
-    server = create_server(app, host=settings.host, port=settings.port, threads=8, ident="qa")
+    server = create_server(app, host=settings.host, port=settings.port, threads=settings.http_threads, ident="qa")
     signal.signal(signal.SIGTERM, _stop)
     log.info(
         "ready in %.1f s: %d passages; serving on http://%s:%d (try GET /api/health)",

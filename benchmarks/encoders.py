@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_MODELS_DIR  # noqa: E402
+from qa.results import Answer, Hit  # noqa: E402
 from qa.tools.eval import benchmark_library, evaluate, load_benchmark  # noqa: E402
 from qa.vectors.embedder import UniversalSentenceEncoder, load_embedder  # noqa: E402
 
@@ -112,10 +113,21 @@ def cosines(encoders: dict, reference: str, passages: list[str], texts: list[str
 
 
 def recall(model, folder: Path, crosslingual=None) -> dict:
+    """Dense Recall@1/@5 and MRR@10 through the library's ranking (no highlights or confidence: they
+    do not change the order, and they would embed every result's sentences with the backend)."""
     benchmark = load_benchmark(folder)
     library = benchmark_library(benchmark, model, crosslingual=crosslingual)
+
+    def ranked_only(question: str, top_k: int, mode: str) -> Answer:
+        ranking = library.rank(question, mode, depth=top_k, fetch=top_k)
+        hits = [
+            Hit(ranking.passages[key], rank=rank, score=score)
+            for rank, (key, score) in enumerate(ranking.ranked, start=1)
+        ]
+        return Answer(question=question, mode=mode, hits=hits, answerable=True)
+
     try:
-        row = evaluate(library, benchmark.questions, "dense")
+        row = evaluate(library, benchmark.questions, "dense", ask=ranked_only)
     finally:
         library.close()
     return {key: row[key] for key in ("n", "recall_at_1", "recall_at_5", "mrr_at_10")}

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qa.documents.budgets import DEFAULT_BUDGETS, Budgets
@@ -48,7 +48,11 @@ class Settings:
     models_dir: Path = DEFAULT_MODELS_DIR
     # Files or folders indexed as documents at start-up; empty means start with what the index holds.
     corpus: tuple[Path, ...] = (DEFAULT_CORPUS,)
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Threads: see README "Performance" for the measurements behind these defaults.
+    threads: int = 1
+    http_threads: int = 8
+    encoder_slots: int = 0
+    question_cache: int = 4096
     exact_search_limit: int = DEFAULT_EXACT_SEARCH_LIMIT
     max_question_chars: int = 2000
     max_request_bytes: int = 1024 * 1024
@@ -110,11 +114,22 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_CORPUS",
         "files or folders indexed at start-up, separated by the OS path separator; '' for none",
     ),
-    "threads": ("--threads", "QA_THREADS", "CPU threads used for embedding"),
+    "threads": ("--threads", "QA_THREADS", "intra-op threads of one encoder call (torch / ONNX Runtime / BLAS)"),
+    "http_threads": ("--http-threads", "QA_HTTP_THREADS", "request threads of the HTTP server"),
+    "encoder_slots": (
+        "--encoder-slots",
+        "QA_ENCODER_SLOTS",
+        "encoder calls computing at once, all requests together; 0: CPU cores ÷ threads",
+    ),
     "exact_search_limit": (
         "--exact-search-limit",
         "QA_EXACT_SEARCH_LIMIT",
         "passages up to which vector search is exact; above, an IVF index scans the nearest lists",
+    ),
+    "question_cache": (
+        "--question-cache",
+        "QA_QUESTION_CACHE",
+        "question vectors kept per encoder (a repeated question skips the encoders); 0: none",
     ),
     "max_question_chars": ("--max-question-chars", "QA_MAX_QUESTION_CHARS", "longest question or text accepted"),
     "max_request_bytes": ("--max-request-bytes", "QA_MAX_REQUEST_BYTES", "largest JSON request body"),
@@ -189,7 +204,7 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 BUDGET_FIELDS = tuple(field.name for field in dataclasses.fields(Budgets))
 INTEGER_FIELDS = frozenset(
     {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
-    | {"exact_search_limit"}
+    | {"exact_search_limit", "http_threads", "encoder_slots", "question_cache"}
     | {"background_chars", "max_queued_jobs", "background_threads", "background_niceness"}
 )
 
@@ -202,7 +217,7 @@ def _parse_value(name: str, raw: str) -> object:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{flag} / {variable} must be an integer, got {raw!r}") from None
-        lowest = 0 if name in {"port", "background_niceness"} else 1
+        lowest = 0 if name in {"port", "background_niceness", "encoder_slots", "question_cache"} else 1
         highest = {"port": 65535, "background_niceness": 19}.get(name)
         if value < lowest or (highest is not None and value > highest):
             raise SettingsError(f"{flag} / {variable} is out of range: {value}")

@@ -181,7 +181,7 @@ class Library:
         with self._progress_bar(len(stale), f"embedding ({encoder})") as bar:
             for start in range(0, len(stale), MIGRATION_BATCH):
                 batch = stale[start : start + MIGRATION_BATCH]
-                vectors = model.embed_passages([text for _, _, text in batch], progress=bar.update)
+                vectors = model.embed_passages([text for _, _, text in batch], progress=bar.update, indexing=True)
                 self.index.write_embeddings(
                     encoder, [(key, Embedding(ekey, vector)) for (key, ekey, _), vector in zip(batch, vectors)]
                 )
@@ -336,7 +336,8 @@ class Library:
                         progress(done, total)
 
                 texts = list(missing[name].values())
-                vectors[name].update(zip(missing[name], model.embed_passages(texts, progress=advance)))
+                computed = model.embed_passages(texts, progress=advance, indexing=True)
+                vectors[name].update(zip(missing[name], computed))
         embeddings = {name: [Embedding(key, vectors[name][key]) for key in keys[name]] for name in self.encoders}
         new_passages = [
             NewPassage(

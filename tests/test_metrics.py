@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-from conftest import PASSAGE_COUNT, FakeEmbedder
+from conftest import PASSAGE_COUNT
 from prometheus_client.parser import text_string_to_metric_families
 
 from qa.http.api import create_app
-from qa.vectors.serving import ServingEncoder
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -83,21 +81,3 @@ def test_apps_built_in_one_process_keep_separate_registries(library):
     second.get("/api/health")
     key = ("qa_http_requests_total", (("endpoint", "/api/health"), ("method", "GET"), ("status", "200")))
     assert scrape(first)[key] == 2 and scrape(second)[key] == 1
-
-
-def test_cache_keeps_the_most_recent_questions_and_returns_the_same_vectors():
-    model = FakeEmbedder()
-    calls: list[list[str]] = []
-    original = model.embed_queries
-    model.embed_queries = lambda texts: calls.append(list(texts)) or original(texts)
-    encoder = ServingEncoder("dense", model, cache_size=2)
-    first = encoder.embed_queries(["一", "二"])
-    again = encoder.embed_queries(["二", "一", "二"])
-    np.testing.assert_array_equal(again, first[[1, 0, 1]])
-    encoder.embed_queries(["三"])  # evicts "二": used last before "一" in the call above
-    encoder.embed_queries(["二", "一"])
-    assert calls == [["一", "二"], ["三"], ["二"]]
-    stats = encoder.stats()
-    assert (stats.cache_hits, stats.cache_misses, stats.cache_size) == (4, 4, 2)
-    assert encoder.identity == model.identity and encoder.dimension == model.dimension
-    assert encoder.embed_queries([]).shape == (0, model.dimension)

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import os
 import struct
 import time
 from collections.abc import Iterable
@@ -154,9 +155,15 @@ class VectorIndex:
         started = time.perf_counter()
         keys = self.keys()
         vectors = self._vectors_of(keys)
-        index = _ivf_index(vectors, self.dimension) if approximate else _exact_index(self.dimension)
-        for start in range(0, len(keys), 65536):
-            index.add_with_ids(vectors[start : start + 65536], keys[start : start + 65536])
+        # k-means and assigning every vector to its list use every core (OpenMP counts are per thread)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            index = _ivf_index(vectors, self.dimension) if approximate else _exact_index(self.dimension)
+            for start in range(0, len(keys), 65536):
+                index.add_with_ids(vectors[start : start + 65536], keys[start : start + 65536])
+        finally:
+            faiss.omp_set_num_threads(threads)
         self._index = index
         self._trained_size = len(keys) if approximate else 0
         log.info("vector index rebuilt as %s in %.1f s", self.describe(), time.perf_counter() - started)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -312,9 +313,22 @@ def load_embedder(
 
 
 def load_encoders(settings: Settings, progress: bool = True) -> tuple[Embedder, Embedder | None]:
-    """(dense model, cross-lingual encoder or None) as the settings ask."""
+    """(dense model, cross-lingual encoder or None) as the settings ask, ready to serve.
+
+    Both share one set of compute slots (``qa.vectors.serving``): ``encoder_slots``, or by
+    default as many as the cores hold calls of ``threads`` intra-op threads each.
+    """
+    from qa.vectors.serving import ServingEncoder, Slots
+
+    slots = Slots(settings.encoder_slots or max(1, (os.cpu_count() or 1) // settings.threads))
     dense = load_embedder(
         settings.model, settings.models_dir, threads=settings.threads, progress=progress, backend=settings.backend
     )
     crosslingual = UniversalSentenceEncoder(threads=settings.threads) if settings.crosslingual else None
-    return dense, crosslingual
+    log.info("encoders: %d intra-op thread(s) per call, %d call(s) at once", settings.threads, slots.total)
+    return (
+        ServingEncoder("dense", dense, cache_size=settings.question_cache, slots=slots),
+        ServingEncoder("crosslingual", crosslingual, cache_size=settings.question_cache, slots=slots)
+        if crosslingual is not None
+        else None,
+    )

@@ -1,9 +1,14 @@
-"""An encoder as the service runs it: question vectors kept in an LRU cache, every call timed.
+"""An encoder as the service runs it: question vectors cached, calls gated to the cores, every call timed.
 
-The same questions come back (a chatbot's retries, a page's permalink, a popular question), and
-their vectors depend on nothing but the text and the model: a cache hit skips the encoder, the
-only costly step of a question. The timings and the hit counts are plain numbers here; the
-HTTP layer (``qa.http.metrics``) exports them for Prometheus.
+- Cache: the same questions come back (a chatbot's retries, a page's permalink, a popular
+  question), and their vectors depend on nothing but the text and the model: a hit skips the
+  encoder, the only costly step of a question.
+- Slots: at most ``slots`` encoder calls compute at once, all encoders together (cores ÷
+  intra-op threads), however many request threads the HTTP server runs; more runnable compute
+  threads than cores only made each call slower (a 17 ms encode took 350 ms oversubscribed).
+  Indexing takes one slot fewer, in batches, so a question always finds a free slot during an
+  ingest and waits for one batch at most.
+- Timings and hit counts are plain numbers here; ``qa.http.metrics`` exports them.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from qa.vectors.embedder import Embedder
+from qa.vectors.embedder import PASSAGE_BATCH, Embedder
 
 # Upper bounds (seconds) of the embedding-time histogram: a cached question to a long ingest batch.
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -53,16 +59,26 @@ class EncoderStats:
     cache_size: int
 
 
+class Slots:
+    """Permits to compute, shared by the encoders of one service: ``total`` for anyone, one fewer for indexing."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.any = threading.BoundedSemaphore(self.total)
+        self.indexing = threading.BoundedSemaphore(max(1, self.total - 1))
+
+
 class ServingEncoder:
-    """Wraps an ``Embedder``: same interface, with an LRU of question vectors and call timings.
+    """Wraps an ``Embedder``: same interface, with an LRU of question vectors, slots and call timings.
 
     Attributes other than the two embedding methods (``name``, ``identity``, ``dimension``, a
     test fake's own fields) are the wrapped encoder's.
     """
 
-    def __init__(self, channel: str, model: Embedder, cache_size: int = 4096) -> None:
+    def __init__(self, channel: str, model: Embedder, cache_size: int = 4096, slots: Slots | None = None) -> None:
         self.channel = channel
         self.model = model
+        self.slots = slots
         self.cache_size = max(0, cache_size)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._hits = 0
@@ -73,9 +89,21 @@ class ServingEncoder:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def _timed(self, kind: str, encode: Callable[[], np.ndarray], texts: int) -> np.ndarray:
-        started = time.perf_counter()
-        vectors = encode()
+    def _timed(self, kind: str, encode: Callable[[], np.ndarray], texts: int, indexing: bool = False) -> np.ndarray:
+        """Run one encoder call inside a slot; its compute time (not the wait for a slot) is recorded."""
+        if self.slots is None:
+            started = time.perf_counter()
+            vectors = encode()
+        else:
+            gates = (self.slots.indexing, self.slots.any) if indexing else (self.slots.any,)
+            for gate in gates:
+                gate.acquire()
+            try:
+                started = time.perf_counter()
+                vectors = encode()
+            finally:
+                for gate in reversed(gates):
+                    gate.release()
         elapsed = time.perf_counter() - started
         with self._lock:
             self._calls[kind].observe(elapsed, texts)
@@ -106,10 +134,28 @@ class ServingEncoder:
         return np.stack([cached[text] for text in texts])
 
     def embed_passages(
-        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None, indexing: bool = False
     ) -> np.ndarray:
-        """Passage vectors (not cached: the index stores them by content digest already)."""
-        return self._timed("passage", lambda: self.model.embed_passages(texts, progress=progress), len(texts))
+        """Passage vectors (not cached: the index stores them by content digest already).
+
+        ``indexing``: the call embeds passages to store (an ingest, a migration), not to answer a
+        request; it runs in batches of ``PASSAGE_BATCH``, shortest texts together, each batch in
+        an indexing slot.
+        """
+        if not indexing or len(texts) <= PASSAGE_BATCH:
+            vectors = self._timed("passage", lambda: self.model.embed_passages(texts), len(texts), indexing)
+            if progress:
+                progress(len(texts))
+            return vectors
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        vectors = np.empty((len(texts), self.model.dimension), dtype=np.float32)
+        for start in range(0, len(order), PASSAGE_BATCH):
+            chosen = order[start : start + PASSAGE_BATCH]
+            batch = [texts[index] for index in chosen]
+            vectors[chosen] = self._timed("passage", partial(self.model.embed_passages, batch), len(batch), True)
+            if progress:
+                progress(len(chosen))
+        return vectors
 
     def stats(self) -> EncoderStats:
         """The numbers so far, copied under the lock."""

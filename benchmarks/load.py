@@ -1,0 +1,172 @@
+"""Thread settings under load: 1 and 8 concurrent clients, idle and busy, over real HTTP.
+
+    python benchmarks/load.py [--configs 8x1x0,2x1x0,1x2x0,8x2x0] [--duration 20] [--rounds 2]
+                              [--json benchmarks/load-results.json]
+
+A config ``WxTxS`` starts ``server.py`` with ``--http-threads W --threads T --encoder-slots S``
+(S = 0: cores ÷ T) and the question cache off, on the bundled page. For each config, idle and
+busy (another process spinning on a core, as when another program runs on the machine):
+- 1 client: p50 / p95 of ``POST /api/ask`` (hybrid), distinct questions, one after another;
+- 8 clients for ``--duration`` seconds: requests per second, errors, p50 / p95.
+Configs and loads are interleaved (round by round, in rotating order) so load drifts of the
+shared machine hit them alike; medians over rounds are reported with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from benchmark import Server  # noqa: E402
+
+from qa.tools.eval import load_benchmark, percentile  # noqa: E402
+
+EVALS = ROOT.parent / "shared" / "evals"
+
+
+def questions() -> list[str]:
+    page = [q.question for q in load_benchmark(ROOT / "evals" / "bundled-page").questions]
+    public = [q.question for q in load_benchmark(EVALS / "cmrc2018-dev").questions]
+    return page + public
+
+
+class Client:
+    """One keep-alive HTTP connection."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
+
+    def ask(self, question: str) -> tuple[int, float]:
+        body = json.dumps({"question": question, "mode": "hybrid"})
+        started = time.perf_counter()
+        self.connection.request("POST", "/api/ask", body, {"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        response.read()
+        return response.status, (time.perf_counter() - started) * 1000
+
+
+def one_client(url: str, texts: list[str]) -> dict:
+    client = Client(url)
+    timings = []
+    for text in texts:
+        status, elapsed = client.ask(text)
+        if status != 200:
+            raise RuntimeError(f"status {status}")
+        timings.append(elapsed)
+    return {"p50_ms": statistics.median(timings), "p95_ms": percentile(timings, 0.95)}
+
+
+def many_clients(url: str, texts: list[str], clients: int, duration: float) -> dict:
+    timings: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + duration
+
+    def run(offset: int) -> None:
+        client = Client(url)
+        position = offset
+        while time.perf_counter() < stop:
+            try:
+                status, elapsed = client.ask(texts[position % len(texts)])
+            except OSError:
+                status, elapsed = 0, 0.0
+                client = Client(url)
+            position += clients
+            with lock:
+                if status == 200:
+                    timings.append(elapsed)
+                else:
+                    errors[0] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "requests_per_s": len(timings) / elapsed,
+        "errors": errors[0],
+        "p50_ms": statistics.median(timings) if timings else None,
+        "p95_ms": percentile(timings, 0.95) if timings else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="8x1x0,2x1x0,1x2x0,8x2x0")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--single", type=int, default=40, help="questions for the 1-client p50")
+    parser.add_argument("--json", type=Path)
+    arguments = parser.parse_args()
+
+    texts = questions()
+    configs = arguments.configs.split(",")
+    results: dict = {"cpu_count": os.cpu_count(), "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+                     "duration_s": arguments.duration, "rounds": arguments.rounds, "runs": []}
+    cursor = 0
+    with tempfile.TemporaryDirectory() as folder:
+        index_dir = Path(folder) / "index"
+        Server(index_dir, "--question-cache", "0").stop()  # build the page's index once
+        for round_number in range(arguments.rounds):
+            order = configs[round_number % len(configs):] + configs[: round_number % len(configs)]
+            for config in order:
+                http_threads, threads, slots = config.split("x")
+                server = Server(index_dir, "--http-threads", http_threads, "--threads", threads,
+                                "--encoder-slots", slots, "--question-cache", "0")
+                try:
+                    for busy in (False, True) if round_number % 2 == 0 else (True, False):
+                        spinner = subprocess.Popen([sys.executable, "-c", "while 1: pass"]) if busy else None
+                        try:
+                            time.sleep(0.5)
+                            single = one_client(server.url, texts[cursor : cursor + arguments.single])
+                            cursor += arguments.single
+                            many = many_clients(server.url, texts[cursor:] + texts[:cursor], 8, arguments.duration)
+                            cursor = (cursor + 997) % len(texts)
+                        finally:
+                            if spinner is not None:
+                                spinner.kill()
+                                spinner.wait()
+                        run = {"config": config, "busy": busy, "one_client": single, "eight_clients": many,
+                               "load": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+                        results["runs"].append(run)
+                        print(json.dumps(run), flush=True)
+                finally:
+                    server.stop()
+    summary = {}
+    for config in configs:
+        for busy in (False, True):
+            runs = [r for r in results["runs"] if r["config"] == config and r["busy"] == busy]
+            summary[f"{config} {'busy' if busy else 'idle'}"] = {
+                "one_client_p50_ms": round(statistics.median(r["one_client"]["p50_ms"] for r in runs), 1),
+                "eight_clients_requests_per_s": round(
+                    statistics.median(r["eight_clients"]["requests_per_s"] for r in runs), 1),
+                "eight_clients_p50_ms": round(statistics.median(r["eight_clients"]["p50_ms"] for r in runs), 1),
+                "errors": sum(r["eight_clients"]["errors"] for r in runs),
+            }
+    results["summary"] = summary
+    results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(json.dumps(summary, indent=2))
+    if arguments.json:
+        arguments.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

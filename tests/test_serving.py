@@ -1,0 +1,107 @@
+"""The encoder as the service runs it: question cache, compute slots shared by all requests, batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from conftest import FakeEmbedder
+
+from qa.vectors.embedder import PASSAGE_BATCH
+from qa.vectors.serving import ServingEncoder, Slots
+
+
+class SlowEmbedder(FakeEmbedder):
+    """A fake that takes a little time per call and records how many calls overlapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most_running = 0
+        self.batches: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def _call(self, texts, method):
+        with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        time.sleep(0.02)
+        with self._lock:
+            self.running -= 1
+        return method(texts)
+
+    def embed_queries(self, texts):
+        return self._call(texts, super().embed_queries)
+
+    def embed_passages(self, texts, progress=None):
+        self.batches.append(list(texts))
+        return self._call(texts, super().embed_passages)
+
+
+def test_cache_keeps_the_most_recent_questions_and_returns_the_same_vectors():
+    model = FakeEmbedder()
+    calls: list[list[str]] = []
+    original = model.embed_queries
+    model.embed_queries = lambda texts: calls.append(list(texts)) or original(texts)
+    encoder = ServingEncoder("dense", model, cache_size=2)
+    first = encoder.embed_queries(["一", "二"])
+    again = encoder.embed_queries(["二", "一", "二"])
+    np.testing.assert_array_equal(again, first[[1, 0, 1]])
+    encoder.embed_queries(["三"])  # evicts "二": used last before "一" in the call above
+    encoder.embed_queries(["二", "一"])
+    assert calls == [["一", "二"], ["三"], ["二"]]
+    stats = encoder.stats()
+    assert (stats.cache_hits, stats.cache_misses, stats.cache_size) == (4, 4, 2)
+    assert encoder.identity == model.identity and encoder.dimension == model.dimension
+    assert encoder.embed_queries([]).shape == (0, model.dimension)
+
+
+def test_a_cache_of_size_zero_embeds_every_question():
+    model = SlowEmbedder()
+    encoder = ServingEncoder("dense", model, cache_size=0)
+    encoder.embed_queries(["一"])
+    encoder.embed_queries(["一"])
+    assert encoder.stats().calls["query"].count == 2 and encoder.stats().cache_hits == 0
+
+
+def run_at_once(functions) -> None:
+    threads = [threading.Thread(target=function) for function in functions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_no_more_encoder_calls_compute_at_once_than_there_are_slots_whatever_the_request_threads():
+    model, other = SlowEmbedder(), SlowEmbedder()
+    slots = Slots(2)
+    dense, crosslingual = ServingEncoder("dense", model, 0, slots), ServingEncoder("crosslingual", other, 0, slots)
+    calls = [lambda i=i: dense.embed_queries([f"问题{i}"]) for i in range(6)]
+    calls += [lambda i=i: crosslingual.embed_queries([f"问题{i}"]) for i in range(6)]
+    run_at_once(calls)
+    # each model saw at most 2 calls at once, and both together never more than 2 either
+    assert model.most_running <= 2 and other.most_running <= 2
+    assert dense.stats().calls["query"].count == 6
+
+
+def test_indexing_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_order():
+    model = SlowEmbedder()
+    slots = Slots(2)
+    encoder = ServingEncoder("dense", model, 0, slots)
+    texts = [("长" * (index % 7 + 1)) + str(index) for index in range(40)]
+    reported = []
+    indexing = threading.Thread(target=lambda: encoder.embed_passages(texts, progress=reported.append, indexing=True))
+    second = threading.Thread(target=lambda: encoder.embed_passages(texts[:20], indexing=True))
+    indexing.start()
+    second.start()
+    indexing.join()
+    second.join()
+    assert model.most_running == 1  # two ingests at once still leave a slot to questions
+    assert sum(reported) == 40
+    model.batches.clear()
+    vectors = encoder.embed_passages(texts, indexing=True)
+    np.testing.assert_allclose(vectors, model.embed_queries(texts), atol=1e-6)  # in the order given
+    assert [len(batch) for batch in model.batches] == [PASSAGE_BATCH, PASSAGE_BATCH, 40 - 2 * PASSAGE_BATCH]
+    lengths = [[len(text) for text in batch] for batch in model.batches]
+    assert all(max(before) <= min(after) for before, after in zip(lengths, lengths[1:]))  # shortest together
