@@ -26,6 +26,11 @@ INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", 
                  "exact_search_limit", "log_level"]
 
 
+# Files read and embedded together by ``add``: enough passages for full encoder batches, few
+# enough that progress shows and a crash loses little (each document is still written on its own).
+ADD_BATCH = 32
+
+
 def positive_int(raw: str) -> int:
     """An argparse type: an integer of at least 1."""
     try:
@@ -117,6 +122,7 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
     from qa.corpus import corpus_files
     from qa.documents.readers import read_document_file
     from qa.errors import QAError
+    from qa.library import NewDocument
 
     try:
         named = corpus_files(arguments.paths)
@@ -137,21 +143,29 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
     counts = {"added": 0, "replaced": 0, "unchanged": 0, "failed": 0}
     failures = []
     passages = 0
-    with tqdm(named, desc="adding", unit="file", disable=not sys.stderr.isatty()) as files:
-        for path, document_id in files:
-            files.set_postfix_str(path.name[-30:])
-            try:
-                text, title = read_document_file(path, settings.max_upload_bytes, settings.budgets())
-                result = library.add_document(
-                    text, arguments.id or document_id, title=arguments.title or title,
-                    metadata=metadata, source=f"file:{path.resolve()}",
-                )
-            except (QAError, OSError) as error:
-                counts["failed"] += 1
-                failures.append(f"{path}: {error}")
-                continue
-            counts[result.status] += 1
-            passages += result.document.passages
+    with tqdm(total=len(named), desc="adding", unit="file", disable=not sys.stderr.isatty()) as bar:
+        # files are read and embedded ADD_BATCH at a time: the model sees full batches across documents
+        for start in range(0, len(named), ADD_BATCH):
+            batch, paths = [], []
+            for path, document_id in named[start : start + ADD_BATCH]:
+                try:
+                    text, title = read_document_file(path, settings.max_upload_bytes, settings.budgets())
+                except (QAError, OSError) as error:
+                    counts["failed"] += 1
+                    failures.append(f"{path}: {error}")
+                    continue
+                batch.append(NewDocument(text, arguments.id or document_id, arguments.title or title,
+                                         metadata, f"file:{path.resolve()}"))
+                paths.append(path)
+            bar.set_postfix_str(named[min(start + ADD_BATCH, len(named)) - 1][0].name[-30:])
+            for path, result in zip(paths, library.add_documents(batch)):
+                if isinstance(result, QAError):
+                    counts["failed"] += 1
+                    failures.append(f"{path}: {result}")
+                    continue
+                counts[result.status] += 1
+                passages += result.document.passages
+            bar.update(len(named[start : start + ADD_BATCH]))
     library.close()
     print(", ".join(f"{count} {status}" for status, count in counts.items()) + f" ({passages} passages)")
     for failure in failures:

@@ -27,7 +27,7 @@ from qa.documents.budgets import DEFAULT_BUDGETS, Budgets, check_document_chars
 from qa.documents.ids import validate_document_id
 from qa.documents.passages import Passage, split_document
 from qa.documents.text import clean_text, has_visible_text, to_simplified
-from qa.errors import EmptyDocument, InvalidInput, NotFound
+from qa.errors import EmptyDocument, InvalidInput, NotFound, QAError
 from qa.index.passage_index import (
     LEXICAL_CHANNELS,
     ChannelScores,
@@ -78,6 +78,27 @@ class Ranking:
     vectors: dict[str, np.ndarray]
     terms: list[str]
     passages: dict[int, Passage]
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document to add (``Library.add_documents``); see ``Library.add_document`` for the fields."""
+
+    text: str
+    document_id: str | None = None
+    title: str | None = None
+    metadata: dict | None = None
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class _PlannedDocument:
+    """A document checked and split, ready to be embedded and written."""
+
+    document: Document
+    text: str
+    passages: list[Passage]
+    replaces: bool
 
 
 def embedding_input(passage: Passage) -> str:
@@ -253,29 +274,68 @@ class Library:
         than ``max_document_passages`` passages; EmptyDocument when nothing visible is left.
         """
         self._require_encoders()
-        document_id = self.admit_document(text, document_id, title, metadata, source)
-        metadata = dict(metadata or {})
-        digest = content_hash(text, title, metadata, source)
+        plan = self._plan(NewDocument(text, document_id, title, metadata, source))
+        if isinstance(plan, AddResult):
+            return plan
+        new_passages, fresh, embedded_now = self._prepare_passages(plan.passages, progress)
+        if progress:  # the last moment to stop: nothing is written yet
+            progress(embedded_now, embedded_now)
+        return self._write(plan, new_passages, fresh)
+
+    def add_documents(self, documents: Sequence[NewDocument]) -> list[AddResult | QAError]:
+        """Index several documents, their new passages embedded together (batches across documents).
+
+        Each document is checked and written on its own, as ``add_document`` does it; one that
+        cannot be indexed (bad id, over budget, empty) gets its error in its place of the result,
+        and the others go on. ``qa add`` of a folder uses this.
+        """
+        self._require_encoders()
+        planned: list[_PlannedDocument | AddResult | QAError] = []
+        for new in documents:
+            try:
+                planned.append(self._plan(new))
+            except QAError as error:
+                planned.append(error)
+        to_write = [plan for plan in planned if isinstance(plan, _PlannedDocument)]
+        prepared, fresh, _ = self._prepare_passages([p for plan in to_write for p in plan.passages])
+        results: list[AddResult | QAError] = []
+        position = 0
+        for plan in planned:
+            if not isinstance(plan, _PlannedDocument):
+                results.append(plan)
+                continue
+            count = len(plan.passages)
+            results.append(self._write(plan, prepared[position : position + count], fresh[position : position + count]))
+            position += count
+        return results
+
+    def _plan(self, new: NewDocument) -> _PlannedDocument | AddResult:
+        """Check and split a document; an ``AddResult`` when it is stored unchanged already."""
+        document_id = self.admit_document(new.text, new.document_id, new.title, new.metadata, new.source)
+        metadata = dict(new.metadata or {})
+        digest = content_hash(new.text, new.title, metadata, new.source)
         existing = self.index.document(document_id)
         if existing is not None and existing.content_hash == digest:
             return AddResult(existing, "unchanged", embedded=0, reused=existing.passages)
-
-        passages = split_document(text, document_id, title, max_passages=self.budgets.max_document_passages)
+        passages = split_document(new.text, document_id, new.title, max_passages=self.budgets.max_document_passages)
         if not passages:
             raise EmptyDocument(f"document {document_id!r} has no text to index")
-        new_passages, embedded, embedded_now = self._prepare_passages(passages, progress)
         document = Document(
             id=document_id,
             title=passages[0].document_title,
-            source=source,
+            source=new.source,
             metadata=metadata,
             content_hash=digest,
             passages=len(passages),
         )
-        if progress:  # the last moment to stop: nothing is written yet
-            progress(embedded_now, embedded_now)
-        stored = self.index.write_document(document, text, new_passages)
-        status = "replaced" if existing is not None else "added"
+        return _PlannedDocument(document, new.text, passages, replaces=existing is not None)
+
+    def _write(self, plan: _PlannedDocument, passages: Sequence[NewPassage], fresh: Sequence[bool]) -> AddResult:
+        """Write a planned document; ``fresh`` says which passages the dense model embedded just now."""
+        stored = self.index.write_document(plan.document, plan.text, passages)
+        # distinct inputs: a passage repeated in the document was embedded once
+        embedded = len({new.embeddings["dense"].embedding_key for new, now in zip(passages, fresh) if now})
+        status = "replaced" if plan.replaces else "added"
         return AddResult(stored, status, embedded=embedded, reused=len(passages) - embedded)
 
     def admit_document(
@@ -306,11 +366,11 @@ class Library:
 
     def _prepare_passages(
         self, passages: Sequence[Passage], progress: Callable[[int, int], None] | None = None
-    ) -> tuple[list[NewPassage], int, int]:
+    ) -> tuple[list[NewPassage], list[bool], int]:
         """Vectors (reused by embedding key, or computed now) and terms for each passage.
 
-        Returns the passages, how many of them had to be embedded by the dense model, and how
-        many embeddings all encoders computed; ``progress(embedded, total)`` counts the latter.
+        Returns the passages, for each whether the dense model embedded it now, and how many
+        embeddings all encoders computed; ``progress(embedded, total)`` counts the latter.
         """
         inputs = [embedding_input(p) for p in passages]
         keys = {name: [embedding_key(model.identity, text) for text in inputs] for name, model in self.encoders.items()}
@@ -348,7 +408,8 @@ class Library:
             )
             for i, (p, (terms, names)) in enumerate(zip(passages, map(passage_terms, passages)))
         ]
-        return new_passages, next((len(found) for found in missing.values() if found), 0), total
+        dense = missing.get("dense", {})
+        return new_passages, [key in dense for key in keys.get("dense", [])] or [False] * len(passages), total
 
     def remove_document(self, document_id: str) -> Document:
         """Delete a document; its passages leave every search at once. NotFound when unknown."""

@@ -694,3 +694,30 @@ def test_a_library_opened_without_encoders_lists_reads_and_deletes_but_does_not_
     with reopened_without_embedding(index_dir) as library:
         assert {document.id for document in library.documents()} == set(DOCUMENTS) - {"loufan"}
         assert not [hit for hit in library.ask("高君宇故居纪念馆", top_k=PASSAGE_COUNT) if hit.passage.document_id == "loufan"]
+
+
+def test_add_documents_embeds_new_passages_of_many_documents_together_and_reports_each(index_dir, fake_embedder):
+    from qa.errors import EmptyDocument
+    from qa.library import NewDocument
+
+    library = Library(index_dir, fake_embedder, progress=False)
+    calls = []
+    original = fake_embedder.embed_passages
+    fake_embedder.embed_passages = lambda texts, progress=None: calls.append(len(texts)) or original(texts, progress)
+    try:
+        results = library.add_documents([
+            NewDocument(DOCUMENTS["taiyuan"], "taiyuan"),
+            NewDocument("   ", "blank"),
+            NewDocument(DOCUMENTS["loufan"], "loufan"),
+            NewDocument(DOCUMENTS["taiyuan"], "taiyuan-copy"),  # same passages: reused, not embedded twice
+        ])
+        assert [getattr(r, "status", type(r).__name__) for r in results] == [
+            "added", "EmptyDocument", "added", "added"
+        ]
+        assert isinstance(results[1], EmptyDocument)
+        assert sum(calls) == 5 and len(calls) == 1  # 3 + 2 distinct passages, one call (one batch)
+        assert (results[0].embedded, results[2].embedded) == (3, 2)
+        assert library.count() == 3 + 2 + 3 and library.count_documents() == 3
+        assert library.add_documents([NewDocument(DOCUMENTS["loufan"], "loufan")])[0].status == "unchanged"
+    finally:
+        library.close()
