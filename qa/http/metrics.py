@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Literal
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from qa.http.models import Body
+from qa.http.validation import ApiError, endpoint
 from qa.vectors.serving import TIME_BUCKETS
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -44,15 +47,18 @@ def is_ready(app: Flask) -> tuple[bool, str]:
     return True, "ready"
 
 
+class ReadyBody(Body):
+    status: Literal["ready"]
+
+
 @observability.get("/api/ready")
+@endpoint(responses={200: ReadyBody}, errors=(503,), access="open", tags=["service"])
 def ready():
+    """Whether the service can answer now: 503 until the index is open and the encoders are warm (always open)."""
     ok, reason = is_ready(current_app)
-    if ok:
-        return jsonify({"status": "ready"})
-    response = jsonify({"error": {"code": "not_ready", "message": reason}})
-    response.status_code = 503
-    response.headers["Retry-After"] = "1"
-    return response
+    if not ok:
+        raise ApiError(503, "not_ready", reason)
+    return ReadyBody(status="ready")
 
 
 @observability.get("/metrics")
