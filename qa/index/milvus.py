@@ -1,0 +1,783 @@
+"""The Milvus home of the passage index: any number of stateless replicas share one Milvus.
+
+Three collections, all named after the ``--milvus-collection`` setting (``qa`` here):
+
+- ``qa_passages``: one row per passage of every stored document version: its fields, one
+  vector per encoder (``dense`` 384-d, ``crosslingual`` 512-d), and the keyword terms and
+  pinyin name terms as analysed text, turned into sparse vectors by Milvus' BM25 function.
+  Every channel searches here, server-side, with the filter inside the search.
+- ``qa_documents``: the ledger, one row per document *version* (key: the version number).
+  A version is ``writing`` while its passages go in, ``committed`` once they all are, and
+  ``retired`` once replaced or deleted. A document's visible version is its highest
+  committed one.
+- ``qa_meta``: settings the collections were made with, and the *generation*: a token every
+  write changes, so a replica knows when to re-read the ledger.
+
+Why versions: Milvus has no transactions across rows, so a replace writes the new passages
+under a new version that no search sees, then commits it with one row (the flip), then
+retires the old version. Readers filter every search to the visible versions, so a
+document is never seen half-written. Two processes replacing the same document at once
+both commit; the higher version wins everywhere at once (every replica applies the same
+rule), and the loser's commit retires it. Retired and abandoned versions are deleted
+after ``RETENTION_SECONDS`` (replicas subtract them from the moments first).
+
+What fusion needs about the whole collection (per encoder the passage count, sum vector
+and sum of outer products, so the mean and spread of a query's scores are exact) is
+derived from Milvus alone: a replica folds the vectors of each version that became
+visible or invisible since it last looked, so every replica answers the same. Reads use
+the Strong consistency level: a write acknowledged through one replica is seen by the next
+request through any other.
+
+Needs Milvus 2.5 or later (BM25 functions, analysers, ``text_match``), or Milvus Lite 3.2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.documents.passages import Passage
+from qa.errors import InvalidInput
+from qa.index.store import Document, Embedding, NewPassage, PassageFilter, StoredPassage
+from qa.ranking.fusion import ChannelScores, moments_from_top
+
+log = logging.getLogger(__name__)
+
+MINIMUM_MILVUS_VERSION = "2.5.0"
+CONSISTENCY = "Strong"
+SCHEMA_VERSION = "1"
+WRITING, COMMITTED, RETIRED = "writing", "committed", "retired"
+# Retired versions stay this long, so replicas that have not looked since can still subtract them.
+RETENTION_SECONDS = 600.0
+# A version still "writing" after this long belongs to a writer that died: it is deleted.
+ABANDONED_SECONDS = 3600.0
+INSERT_BATCH = 128
+QUERY_BATCH = 1000
+# Milvus caps limit + offset of one query or search at 16384.
+MAX_RESULTS = 16384
+# Retries of a channel search whose results held versions committed after this replica's view.
+STALE_RETRIES = 3
+VARCHAR_LIMIT = 65535
+PLACEHOLDER = "placeholder"  # every Milvus collection needs a vector field: the ledger and meta get a 2-d one
+LEXICAL_FIELDS = {"lexical": "terms", "names": "names"}
+# A letter (U+A78F), so Milvus' standard tokenizer keeps "3.14" as one term ("3ꞏ14"), as FTS5 does.
+DECIMAL_POINT = "\ua78f"
+
+
+class MilvusUnavailable(RuntimeError):
+    """The Milvus server cannot be reached or refuses the collections; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One document version as the ledger holds it."""
+
+    version: int
+    document: Document
+    state: str
+    changed_at: int  # microseconds since the epoch, by the writer's clock
+
+
+@dataclass
+class Moments:
+    """Count, sum and sum of outer products of one encoder's vectors over the visible passages."""
+
+    dimension: int
+    count: int = 0
+    sum: np.ndarray = field(default=None)  # type: ignore[assignment]
+    outer: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.sum is None:
+            self.sum = np.zeros(self.dimension, dtype=np.float64)
+            self.outer = np.zeros((self.dimension, self.dimension), dtype=np.float64)
+
+    def add(self, vectors: np.ndarray, sign: int = 1) -> None:
+        if len(vectors):
+            matrix = np.asarray(vectors, dtype=np.float64)
+            self.count += sign * len(matrix)
+            self.sum += sign * matrix.sum(axis=0)
+            self.outer += sign * (matrix.T @ matrix)
+
+    def of_query(self, query: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation of ``query · v`` over every visible vector v."""
+        if self.count <= 0:
+            return 0.0, 1.0
+        query = np.asarray(query, dtype=np.float64).reshape(-1)
+        mean = float(query @ self.sum) / self.count
+        variance = float(query @ self.outer @ query) / self.count - mean * mean
+        return mean, max(variance, 1e-12) ** 0.5
+
+
+@dataclass
+class View:
+    """What a replica knows of the ledger: the visible version of each document, and the moments over them."""
+
+    generation: str | None
+    visible: dict[str, LedgerRow]  # document id -> its visible version
+    hidden: frozenset[int]  # versions in the ledger that no search may see
+    moments: dict[str, Moments]
+    passages: int
+
+    @property
+    def versions(self) -> frozenset[int]:
+        return frozenset(row.version for row in self.visible.values())
+
+
+def encode_term(term: str) -> str:
+    """A lexical term as one token of Milvus' standard tokenizer (only '.' of decimals is not alphanumeric)."""
+    return term.replace(".", DECIMAL_POINT)
+
+
+def analysed_text(terms: Sequence[str]) -> str:
+    """Terms joined by spaces, cut to what a VARCHAR holds (a longer passage loses its last terms)."""
+    text = " ".join(encode_term(term) for term in terms)
+    if len(text.encode()) <= VARCHAR_LIMIT:
+        return text
+    return text.encode()[:VARCHAR_LIMIT].decode(errors="ignore").rsplit(" ", 1)[0]
+
+
+def string_literal(value: str) -> str:
+    """A Milvus expression string literal: quotes and backslashes escaped, so a value can never become syntax."""
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
+    if any(ord(character) < 0x20 for character in escaped):
+        raise InvalidInput("filter values and metadata fields cannot contain control characters")
+    return f'"{escaped}"'
+
+
+def value_literal(value: object) -> str:
+    """A JSON scalar as a Milvus expression literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if not np.isfinite(value):
+            raise InvalidInput("metadata filter numbers must be finite")
+        return repr(value)
+    if isinstance(value, str):
+        return string_literal(value)
+    raise InvalidInput(f"metadata filter values must be strings, numbers, booleans or null, got {type(value).__name__}")
+
+
+def filter_expression(where: PassageFilter | None) -> str | None:
+    """The Milvus boolean expression for a passage filter: '' lets everything through, None nothing."""
+    if where is None:
+        return ""
+    conditions = []
+    if where.documents is not None:
+        if not where.documents:
+            return None
+        conditions.append(f"document in [{', '.join(map(string_literal, where.documents))}]")
+    for name, value in where.metadata:
+        path = f"metadata[{string_literal(name)}]"
+        conditions.append(f"{path} is null" if value is None else f"{path} == {value_literal(value)}")
+    return " and ".join(f"({condition})" for condition in conditions)
+
+
+def both(*expressions: str) -> str:
+    """The conjunction of the non-empty expressions."""
+    present = [expression for expression in expressions if expression]
+    return " and ".join(f"({expression})" for expression in present)
+
+
+def new_version() -> int:
+    """A version number that grows with wall-clock time (microseconds) and is unique with high probability."""
+    return (time.time_ns() // 1000) << 8 | secrets.randbits(8)
+
+
+def passage_key(version: int, position: int) -> int:
+    """The integer key of a passage of a version: unique across versions and replicas, positive int64."""
+    digest = hashlib.sha256(f"{version}:{position}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class MilvusPassageIndex:
+    """The passage index in a Milvus server (``http://host:19530``) or a Milvus Lite folder (``*.db``).
+
+    ``encoders`` maps an encoder name (``dense``, ``crosslingual``) to (dimension, model identity);
+    the collections remember them, and a server with other encoders is refused with a clear message.
+    Thread-safe: one client, and the replica's view behind a lock.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        encoders: Mapping[str, tuple[int, str]],
+        collection: str = "qa",
+        token: str | None = None,
+        lexical_version: str = "",
+    ) -> None:
+        from pymilvus import MilvusClient
+        from pymilvus.exceptions import MilvusException
+
+        self.uri = uri
+        self.encoders = dict(encoders)
+        self.collection = collection
+        self.passages_collection = f"{collection}_passages"
+        self.documents_collection = f"{collection}_documents"
+        self.meta_collection = f"{collection}_meta"
+        self._error = MilvusException
+        try:
+            self.client = MilvusClient(uri=uri, token=token or "", timeout=30)
+            self._create_collections(lexical_version)
+        except MilvusException as error:
+            raise MilvusUnavailable(f"Milvus at {uri} refused the collections {collection}_*: {error}") from error
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._view = View(None, {}, frozenset(), {name: Moments(dim) for name, (dim, _) in self.encoders.items()}, 0)
+
+    # -- collections -----------------------------------------------------------------------
+    def _create_collections(self, lexical_version: str) -> None:
+        from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+        wanted = {
+            "schema": SCHEMA_VERSION,
+            "encoders": json.dumps({name: [dim, identity] for name, (dim, identity) in sorted(self.encoders.items())}),
+            "lexical_version": lexical_version,
+        }
+        if not self.client.has_collection(self.passages_collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("key", DataType.INT64, is_primary=True)
+            schema.add_field("id", DataType.VARCHAR, max_length=1024)
+            schema.add_field("document", DataType.VARCHAR, max_length=256)
+            schema.add_field("version", DataType.INT64)
+            schema.add_field("position", DataType.INT64)
+            schema.add_field("title", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("heading", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("start", DataType.INT64)
+            schema.add_field("end", DataType.INT64)
+            schema.add_field("metadata", DataType.JSON)
+            index = self.client.prepare_index_params()
+            for name, (dimension, _) in sorted(self.encoders.items()):
+                schema.add_field(name, DataType.FLOAT_VECTOR, dim=dimension)
+                schema.add_field(f"{name}_key", DataType.VARCHAR, max_length=64)
+                # exact inner product, as the local home; a large collection wants HNSW here (README, sizing)
+                index.add_index(name, index_type="FLAT", metric_type="IP")
+            for text_field in LEXICAL_FIELDS.values():
+                schema.add_field(
+                    text_field, DataType.VARCHAR, max_length=VARCHAR_LIMIT,
+                    enable_analyzer=True, enable_match=True, analyzer_params={"tokenizer": "standard"},
+                )
+                schema.add_field(f"{text_field}_sparse", DataType.SPARSE_FLOAT_VECTOR)
+                schema.add_function(
+                    Function(
+                        name=f"{text_field}_bm25", function_type=FunctionType.BM25,
+                        input_field_names=[text_field], output_field_names=[f"{text_field}_sparse"],
+                    )
+                )
+                # FTS5's parameters, so keyword scores rank as in the local home
+                index.add_index(
+                    f"{text_field}_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                    params={"bm25_k1": 1.2, "bm25_b": 0.75},
+                )
+            self._create(self.passages_collection, schema, index)
+        if not self.client.has_collection(self.documents_collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("version", DataType.INT64, is_primary=True)
+            schema.add_field("document", DataType.VARCHAR, max_length=256)
+            schema.add_field("state", DataType.VARCHAR, max_length=16)
+            schema.add_field("title", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("source", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("metadata", DataType.JSON)
+            schema.add_field("content_hash", DataType.VARCHAR, max_length=128)
+            schema.add_field("created_at", DataType.DOUBLE)
+            schema.add_field("updated_at", DataType.DOUBLE)
+            schema.add_field("passages", DataType.INT64)
+            schema.add_field("changed_at", DataType.INT64)
+            schema.add_field(PLACEHOLDER, DataType.FLOAT_VECTOR, dim=2)
+            self._create(self.documents_collection, schema, self._placeholder_index())
+        if not self.client.has_collection(self.meta_collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=256)
+            schema.add_field("value", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field(PLACEHOLDER, DataType.FLOAT_VECTOR, dim=2)
+            self._create(self.meta_collection, schema, self._placeholder_index())
+        for name in (self.passages_collection, self.documents_collection, self.meta_collection):
+            self.client.load_collection(name)
+        recorded = {name: self.meta(f"collection:{name}") for name in wanted}
+        if all(value is None for value in recorded.values()):
+            for name, value in wanted.items():
+                self.set_meta(f"collection:{name}", value)
+            return
+        if recorded["encoders"] != wanted["encoders"] or recorded["schema"] != wanted["schema"]:
+            raise MilvusUnavailable(
+                f"the Milvus collections {self.collection}_* were made for encoders {recorded['encoders']}"
+                f" (schema {recorded['schema']}); this server has {wanted['encoders']} (schema {wanted['schema']}):"
+                " start it with the same model and --crosslingual setting, or choose another --milvus-collection"
+            )
+        if recorded["lexical_version"] != wanted["lexical_version"]:
+            raise MilvusUnavailable(
+                f"the keyword terms in {self.collection}_* were made by {recorded['lexical_version']!r}, this server"
+                f" makes {wanted['lexical_version']!r}: re-add the documents into a new --milvus-collection"
+            )
+
+    def _placeholder_index(self):
+        index = self.client.prepare_index_params()
+        index.add_index(PLACEHOLDER, index_type="FLAT", metric_type="IP")
+        return index
+
+    def _create(self, name: str, schema, index) -> None:
+        try:
+            self.client.create_collection(name, schema=schema, index_params=index, consistency_level=CONSISTENCY)
+        except self._error:
+            # another replica created it at the same moment: fine if it is there now
+            if not self.client.has_collection(name):
+                raise
+
+    # -- meta --------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """A value of the meta collection."""
+        rows = self.client.query(
+            self.meta_collection, filter=f"name == {string_literal(key)}", output_fields=["value"],
+            consistency_level=CONSISTENCY,
+        )
+        return rows[0]["value"] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of the meta collection (seen by every replica; changes the generation)."""
+        self.client.upsert(self.meta_collection, [{"name": key, "value": value, PLACEHOLDER: [1.0, 0.0]}])
+        if key != "generation":
+            self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        self.client.upsert(
+            self.meta_collection, [{"name": "generation", "value": secrets.token_hex(16), PLACEHOLDER: [1.0, 0.0]}]
+        )
+
+    # -- the replica's view ---------------------------------------------------------------
+    def _current_view(self) -> View:
+        """The view as of now: re-read the ledger when any writer changed the generation since last time."""
+        generation = self.meta("generation")
+        with self._lock:
+            if generation is not None and generation == self._view.generation:
+                return self._view
+            rows = [
+                _ledger_row(row)
+                for row in self._query_all(self.documents_collection, "", [*_LEDGER_FIELDS])
+            ]
+            self._view = self._fold(self._view, rows, generation)
+            return self._view
+
+    def _fold(self, view: View, rows: list[LedgerRow], generation: str | None) -> View:
+        """The new view: the moments follow the versions that became visible or invisible."""
+        visible: dict[str, LedgerRow] = {}
+        for row in rows:
+            if row.state == COMMITTED and (
+                row.document.id not in visible or row.version > visible[row.document.id].version
+            ):
+                visible[row.document.id] = row
+        now_versions = {row.version: row for row in visible.values()}
+        before = {row.version: row for row in view.visible.values()}
+        added = [now_versions[v] for v in now_versions.keys() - before.keys()]
+        removed = [before[v] for v in before.keys() - now_versions.keys()]
+        moments = view.moments
+        rebuilt = view.generation is None
+        if not rebuilt:
+            moments = {name: _copy(m) for name, m in moments.items()}
+            for rows_changed, sign in ((added, 1), (removed, -1)):
+                found = self._fold_versions(moments, rows_changed, sign)
+                if found < sum(row.document.passages for row in rows_changed):
+                    rebuilt = True  # a version was deleted before this replica subtracted it
+                    break
+        if rebuilt:
+            moments = {name: Moments(m.dimension) for name, m in view.moments.items()}
+            self._fold_versions(moments, list(visible.values()), 1)
+        hidden = frozenset(row.version for row in rows) - now_versions.keys()
+        passages = sum(row.document.passages for row in visible.values())
+        return View(generation, visible, hidden, moments, passages)
+
+    def _fold_versions(self, moments: dict[str, Moments], rows: Sequence[LedgerRow], sign: int) -> int:
+        """Add (or subtract) the vectors of these versions' passages; returns how many passages were found."""
+        found = 0
+        versions = [row.version for row in rows]
+        for start in range(0, len(versions), 200):
+            chunk = versions[start : start + 200]
+            expression = f"version in [{', '.join(map(str, chunk))}]"
+            for batch in self._query_batches(self.passages_collection, expression, list(self.encoders)):
+                found += len(batch)
+                for name, moment in moments.items():
+                    moment.add(np.array([row[name] for row in batch], dtype=np.float32), sign)
+        return found
+
+    # -- reading -----------------------------------------------------------------------------
+    def _query_batches(self, collection: str, expression: str, fields: Sequence[str]) -> Iterator[list[dict]]:
+        """Every row matching an expression, in batches: one query when it fits Milvus' cap, else an iterator."""
+        rows = self.client.query(
+            collection, filter=expression, output_fields=list(fields), limit=MAX_RESULTS,
+            consistency_level=CONSISTENCY,
+        )
+        if len(rows) < MAX_RESULTS:
+            if rows:
+                yield rows
+            return
+        iterator = self.client.query_iterator(
+            collection, batch_size=QUERY_BATCH, filter=expression, output_fields=list(fields),
+            consistency_level=CONSISTENCY,
+        )
+        try:
+            while batch := iterator.next():
+                yield batch
+        finally:
+            iterator.close()
+
+    def _query_all(self, collection: str, expression: str, fields: Sequence[str]) -> list[dict]:
+        return [row for batch in self._query_batches(collection, expression, fields) for row in batch]
+
+    def document(self, document_id: str) -> Document | None:
+        """A document's record (its visible version), or None."""
+        row = self._current_view().visible.get(document_id)
+        return row.document if row else None
+
+    def documents(self, offset: int = 0, limit: int = 100) -> list[Document]:
+        """A page of documents in id order."""
+        visible = self._current_view().visible
+        return [visible[name].document for name in sorted(visible)[offset : offset + limit]]
+
+    def documents_from_source_prefix(self, prefix: str) -> list[Document]:
+        """Documents whose source starts with ``prefix``, in id order."""
+        visible = self._current_view().visible
+        return [visible[name].document for name in sorted(visible) if visible[name].document.source.startswith(prefix)]
+
+    def count_documents(self) -> int:
+        """Number of documents."""
+        return len(self._current_view().visible)
+
+    def count_passages(self) -> int:
+        """Number of searchable passages."""
+        return self._current_view().passages
+
+    def document_passages(self, document_id: str) -> list[StoredPassage]:
+        """A document's passages in reading order."""
+        row = self._current_view().visible.get(document_id)
+        if row is None:
+            return []
+        rows = self._query_all(self.passages_collection, f"version == {row.version}", _PASSAGE_FIELDS)
+        return sorted((_stored_passage(found) for found in rows), key=lambda stored: stored.passage.position)
+
+    def passage(self, passage_id: str) -> StoredPassage | None:
+        """One passage by its public id (in its document's visible version)."""
+        if not isinstance(passage_id, str) or ":" not in passage_id:
+            return None
+        row = self._current_view().visible.get(passage_id.rsplit(":", 1)[0])
+        if row is None:
+            return None
+        rows = self.client.query(
+            self.passages_collection,
+            filter=f"version == {row.version} and id == {string_literal(passage_id)}",
+            output_fields=_PASSAGE_FIELDS, consistency_level=CONSISTENCY,
+        )
+        return _stored_passage(rows[0]) if rows else None
+
+    def passages_by_keys(self, keys: Iterable[int], view: View | None = None) -> dict[int, StoredPassage]:
+        """Visible passages for keys; keys of invisible or deleted versions are absent."""
+        view = view or self._current_view()
+        versions = view.versions
+        keys = [int(key) for key in keys]
+        found: dict[int, StoredPassage] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self.client.query(
+                self.passages_collection, filter=f"key in [{', '.join(map(str, chunk))}]",
+                output_fields=[*_PASSAGE_FIELDS, "version"], consistency_level=CONSISTENCY,
+            )
+            for row in rows:
+                if row["version"] in versions:
+                    found[int(row["key"])] = _stored_passage(row)
+        return found
+
+    def vectors_for(self, encoder: str, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed by an encoder for these embedding keys (same model, same input text)."""
+        wanted = sorted(set(embedding_keys))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.client.query(
+                self.passages_collection,
+                filter=f"{encoder}_key in [{', '.join(map(string_literal, chunk))}]",
+                output_fields=[f"{encoder}_key", encoder], limit=MAX_RESULTS, consistency_level=CONSISTENCY,
+            )
+            for row in rows:
+                found[row[f"{encoder}_key"]] = np.asarray(row[encoder], dtype=np.float32)
+        return found
+
+    def passage_vectors(self, key: int) -> dict[str, np.ndarray]:
+        """Every encoder's vector of a visible passage (KeyError when there is none)."""
+        view = self._current_view()
+        rows = self.client.query(
+            self.passages_collection, filter=f"key == {int(key)}", output_fields=["version", *self.encoders],
+            consistency_level=CONSISTENCY,
+        )
+        if not rows or rows[0]["version"] not in view.versions:
+            raise KeyError(key)
+        return {name: np.asarray(rows[0][name], dtype=np.float32) for name in self.encoders}
+
+    def term_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many visible passages contain each term (counted by Milvus' text match)."""
+        view = self._current_view()
+        hidden = _not_in("version", view.hidden)
+        counts: dict[str, int] = {}
+        for term in dict.fromkeys(terms):
+            expression = both(f"text_match(terms, {string_literal(encode_term(term))})", hidden)
+            rows = self.client.query(
+                self.passages_collection, filter=expression, output_fields=["count(*)"], consistency_level=CONSISTENCY
+            )
+            counts[term] = int(rows[0]["count(*)"]) if rows else 0
+        return counts
+
+    # -- searching ------------------------------------------------------------------------
+    def score_channels(
+        self,
+        channels: Sequence[str],
+        vectors: Mapping[str, np.ndarray],
+        terms: Sequence[str],
+        names: Sequence[str],
+        where: PassageFilter | None = None,
+        candidates_per_channel: int = 100,
+        lexical_scored: int = 1000,
+    ) -> tuple[list[ChannelScores], View]:
+        """Candidates of every channel, each scored exactly by every channel, searched inside Milvus.
+
+        The filter and the visible versions are part of every search, so each channel still
+        brings its best allowed candidates (no top-k starvation). Returns the view used, so the
+        caller reads the passages in the same one.
+        """
+        view = self._current_view()
+        wanted = filter_expression(where)
+        if wanted is None:
+            return [ChannelScores(name, {}, 0.0, 0.0) for name in channels], view
+        allowed = both(wanted, _not_in("version", view.hidden))
+        lexical_queries = {"lexical": terms, "names": names}
+        candidates: dict[str, dict[int, float]] = {}
+        lexical_scores: dict[str, dict[int, float]] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for name in channels:
+            if name in LEXICAL_FIELDS:
+                query_terms = lexical_queries[name]
+                found = (
+                    self._search(f"{LEXICAL_FIELDS[name]}_sparse", " ".join(map(encode_term, query_terms)),
+                                 lexical_scored, allowed, view)
+                    if query_terms else []
+                )
+                lexical_scores[name] = dict(found)
+                candidates[name] = dict(found[:candidates_per_channel])
+                moments[name] = moments_from_top(lexical_scores[name].values(), view.passages)
+            else:
+                query = np.asarray(vectors[name], dtype=np.float32).reshape(-1).tolist()
+                candidates[name] = dict(self._search(name, query, candidates_per_channel, allowed, view))
+                moments[name] = view.moments[name].of_query(vectors[name])
+        pool = set().union(*candidates.values()) if candidates else set()
+        for name in channels:
+            missing = sorted(pool - candidates[name].keys())
+            if not missing:
+                continue
+            if name in LEXICAL_FIELDS:
+                candidates[name].update((key, lexical_scores[name].get(key, 0.0)) for key in missing)
+            else:
+                query = np.asarray(vectors[name], dtype=np.float32).reshape(-1).tolist()
+                exact = dict(self._search(name, query, len(missing), f"key in [{', '.join(map(str, missing))}]", view))
+                candidates[name].update(exact)
+        return [ChannelScores(name, candidates[name], *moments[name]) for name in channels], view
+
+    def _search(
+        self, field_name: str, query: object, limit: int, expression: str, view: View
+    ) -> list[tuple[int, float]]:
+        """(key, score) best first from one field; hits of versions newer than the view are searched away."""
+        versions = view.versions
+        # milvus-lite returns BM25 scores negated, Milvus positive: BM25 is never negative
+        score = (lambda hit: abs(float(hit["distance"]))) if field_name.endswith("_sparse") else (
+            lambda hit: float(hit["distance"])
+        )
+        excluded: set[int] = set()
+        for _ in range(STALE_RETRIES + 1):
+            hits = self.client.search(
+                self.passages_collection, data=[query], anns_field=field_name, limit=min(limit, MAX_RESULTS),
+                filter=both(expression, _not_in("version", excluded)), output_fields=["version"],
+                consistency_level=CONSISTENCY,
+            )[0]
+            stale = {hit["entity"]["version"] for hit in hits} - versions
+            if not stale:
+                break
+            excluded |= stale
+        return [(int(hit["key"]), score(hit)) for hit in hits if hit["entity"]["version"] in versions]
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_document(self, document: Document, passages: Sequence[NewPassage]) -> tuple[list[int], list[int]]:
+        """Store a new version of a document and make it the visible one; returns (keys removed, keys added).
+
+        The passages go in under a version no search sees; one ledger row commits it; older
+        versions of the document are then retired. Safe against other writers of the same
+        document in any process: the highest version wins.
+        """
+        for text_value, what in ((document.title, "title"), (document.source, "source")):
+            if len(text_value.encode()) > VARCHAR_LIMIT:
+                raise InvalidInput(f"document {what} is longer than {VARCHAR_LIMIT} bytes")
+        version = new_version()
+        previous = self._current_view().visible.get(document.id)
+        now = time.time()
+        created_at = previous.document.created_at if previous else now
+        stamped = Document(
+            id=document.id, title=document.title, source=document.source, metadata=dict(document.metadata),
+            content_hash=document.content_hash, created_at=created_at, updated_at=now, passages=len(passages),
+        )
+        self._write_ledger(version, stamped, WRITING)
+        rows = [self._passage_row(version, document, new) for new in passages]
+        for start in range(0, len(rows), INSERT_BATCH):
+            self.client.insert(self.passages_collection, rows[start : start + INSERT_BATCH])
+        self._write_ledger(version, stamped, COMMITTED)
+        self._retire_superseded(document.id)
+        self._bump_generation()
+        self._collect_garbage()
+        removed = self._keys_of(previous.version) if previous else []
+        return removed, [row["key"] for row in rows]
+
+    def _passage_row(self, version: int, document: Document, new: NewPassage) -> dict:
+        p = new.passage
+        for value, what in ((p.heading or "", "heading"), (p.text, "text")):
+            if len(value.encode()) > VARCHAR_LIMIT:
+                raise InvalidInput(f"a passage {what} is longer than {VARCHAR_LIMIT} bytes")
+        row = {
+            "key": passage_key(version, p.position),
+            "id": p.id,
+            "document": p.document_id,
+            "version": version,
+            "position": p.position,
+            "title": document.title,
+            "heading": p.heading or "",
+            "text": p.text,
+            "start": p.start,
+            "end": p.end,
+            "metadata": document.metadata,
+            "terms": analysed_text(new.terms),
+            "names": analysed_text(new.names),
+        }
+        for name in self.encoders:
+            embedding: Embedding = new.embeddings[name]
+            row[name] = np.asarray(embedding.vector, dtype=np.float32).tolist()
+            row[f"{name}_key"] = embedding.embedding_key
+        return row
+
+    def _write_ledger(self, version: int, document: Document, state: str) -> None:
+        self.client.upsert(self.documents_collection, [_ledger_record(version, document, state)])
+
+    def _retire_superseded(self, document_id: str) -> list[LedgerRow]:
+        """Retire every committed version of a document but the highest; returns those retired."""
+        rows = [
+            _ledger_row(row)
+            for row in self.client.query(
+                self.documents_collection,
+                filter=f"document == {string_literal(document_id)} and state == {string_literal(COMMITTED)}",
+                output_fields=_LEDGER_FIELDS, consistency_level=CONSISTENCY,
+            )
+        ]
+        if len(rows) <= 1:
+            return []
+        winner = max(row.version for row in rows)
+        losers = [row for row in rows if row.version != winner]
+        self.client.upsert(
+            self.documents_collection, [_ledger_record(row.version, row.document, RETIRED) for row in losers]
+        )
+        return losers
+
+    def delete_document(self, document_id: str) -> Document | None:
+        """Retire every committed version of a document (it leaves every search at once); None when unknown."""
+        rows = [
+            _ledger_row(row)
+            for row in self.client.query(
+                self.documents_collection,
+                filter=f"document == {string_literal(document_id)} and state == {string_literal(COMMITTED)}",
+                output_fields=_LEDGER_FIELDS, consistency_level=CONSISTENCY,
+            )
+        ]
+        if not rows:
+            return None
+        self.client.upsert(
+            self.documents_collection, [_ledger_record(row.version, row.document, RETIRED) for row in rows]
+        )
+        self._bump_generation()
+        self._collect_garbage()
+        return max(rows, key=lambda row: row.version).document
+
+    def _keys_of(self, version: int) -> list[int]:
+        return [int(row["key"]) for row in self._query_all(self.passages_collection, f"version == {version}", ["key"])]
+
+    def _collect_garbage(self) -> None:
+        """Delete versions retired long enough ago, and those whose writer died while writing."""
+        now = time.time()
+        expression = (
+            f"(state == {string_literal(RETIRED)} and changed_at < {int((now - RETENTION_SECONDS) * 1e6)})"
+            f" or (state == {string_literal(WRITING)} and changed_at < {int((now - ABANDONED_SECONDS) * 1e6)})"
+        )
+        rows = self.client.query(
+            self.documents_collection, filter=expression, output_fields=["version"], limit=1000,
+            consistency_level=CONSISTENCY,
+        )
+        versions = [int(row["version"]) for row in rows]
+        if versions:
+            listed = ", ".join(map(str, versions))
+            self.client.delete(self.passages_collection, filter=f"version in [{listed}]")
+            self.client.delete(self.documents_collection, filter=f"version in [{listed}]")
+            log.info("deleted %d retired or abandoned document versions", len(versions))
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.client.close()
+
+
+_LEDGER_FIELDS = [
+    "version", "document", "state", "title", "source", "metadata", "content_hash",
+    "created_at", "updated_at", "passages", "changed_at",
+]
+_PASSAGE_FIELDS = ["key", "id", "document", "title", "heading", "text", "start", "end", "position"]
+
+
+def _not_in(field_name: str, values: Iterable[int]) -> str:
+    values = sorted(values)
+    return f"{field_name} not in [{', '.join(map(str, values))}]" if values else ""
+
+
+def _copy(moments: Moments) -> Moments:
+    return Moments(moments.dimension, moments.count, moments.sum.copy(), moments.outer.copy())
+
+
+def _ledger_record(version: int, document: Document, state: str) -> dict:
+    return {
+        "version": version,
+        "document": document.id,
+        "state": state,
+        "title": document.title,
+        "source": document.source,
+        "metadata": document.metadata,
+        "content_hash": document.content_hash,
+        "created_at": float(document.created_at),
+        "updated_at": float(document.updated_at),
+        "passages": int(document.passages),
+        "changed_at": time.time_ns() // 1000,
+        PLACEHOLDER: [1.0, 0.0],
+    }
+
+
+def _ledger_row(row: Mapping) -> LedgerRow:
+    document = Document(
+        id=row["document"], title=row["title"], source=row["source"], metadata=dict(row["metadata"] or {}),
+        content_hash=row["content_hash"], created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
+        passages=int(row["passages"]),
+    )
+    return LedgerRow(int(row["version"]), document, row["state"], int(row["changed_at"]))
+
+
+def _stored_passage(row: Mapping) -> StoredPassage:
+    passage = Passage(
+        id=row["id"], document_id=row["document"], document_title=row["title"], heading=row["heading"] or None,
+        text=row["text"], start=int(row["start"]), end=int(row["end"]), position=int(row["position"]),
+    )
+    return StoredPassage(key=int(row["key"]), passage=passage)
