@@ -215,6 +215,7 @@ class MilvusPassageIndex:
         collection: str = "qa",
         token: str | None = None,
         lexical_version: str = "",
+        connect_timeout: float = 30.0,
     ) -> None:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
@@ -227,7 +228,7 @@ class MilvusPassageIndex:
         self.meta_collection = f"{collection}_meta"
         self._error = MilvusException
         try:
-            self.client = MilvusClient(uri=uri, token=token or "", timeout=30)
+            self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             self._create_collections(lexical_version)
         except MilvusException as error:
             raise MilvusUnavailable(f"Milvus at {uri} refused the collections {collection}_*: {error}") from error
