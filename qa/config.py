@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,10 @@ class Settings:
     log_format: str = "text"
     # Web origins (scheme://host[:port]) whose pages may call the API from a browser; none by default.
     cors_origins: tuple[str, ...] = ()
+    # Where passages live: "local" (SQLite + FAISS under index_dir) or a Milvus URI shared by replicas.
+    store: str = "local"
+    milvus_token: str | None = None
+    milvus_collection: str = "qa"
 
     def budgets(self) -> Budgets:
         """The document budgets these settings set."""
@@ -198,7 +203,22 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_CORS_ORIGINS",
         "comma-separated web origins allowed to call the API from a browser (e.g. https://app.example.com)",
     ),
+    "store": (
+        "--store",
+        "QA_STORE",
+        "'local' (SQLite + FAISS in --index-dir), or a Milvus URI shared by any number of replicas:"
+        " http://host:19530 (Milvus 2.5 or later) or a folder ending in .db (Milvus Lite, one process)",
+    ),
+    "milvus_token": ("--milvus-token", "QA_MILVUS_TOKEN", "Milvus token ('user:password' or an API key); unset: none"),
+    "milvus_collection": (
+        "--milvus-collection",
+        "QA_MILVUS_COLLECTION",
+        "prefix of the Milvus collections (<name>_passages, <name>_documents, <name>_meta)",
+    ),
 }
+
+MILVUS_URI = re.compile(r"^(https?|tcp|grpcs?)://[^\s/]+(:\d+)?/?$")
+COLLECTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 
 
 BUDGET_FIELDS = tuple(field.name for field in dataclasses.fields(Budgets))
@@ -244,6 +264,22 @@ def _parse_value(name: str, raw: str) -> object:
         return raw.strip().lower()
     if name == "cors_origins":
         return check_cors_origins(tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip()))
+    if name == "milvus_token":
+        return raw or None
+    if name == "store":
+        value = raw.strip()
+        if value == "local" or MILVUS_URI.match(value) or value.endswith(".db"):
+            return value
+        raise SettingsError(
+            f"{flag} / {variable} must be 'local', a Milvus URI like http://localhost:19530, or a path ending in .db;"
+            f" got {raw!r}"
+        )
+    if name == "milvus_collection":
+        if not COLLECTION_NAME.match(raw):
+            raise SettingsError(
+                f"{flag} / {variable} must be letters, digits and underscores, starting with a letter, got {raw!r}"
+            )
+        return raw
     if name == "log_level":
         level = raw.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
