@@ -27,11 +27,12 @@ from qa.index.milvus import (
     new_version,
     string_literal,
 )
-from qa.index.store import Document, Embedding, NewPassage, PassageFilter
+from qa.index.passage_index import Document, Embedding, EncoderSpec, NewPassage, PassageFilter, Query
 from qa.index.vector_index import VectorIndex
 from qa.vectors.lexical import lexical_terms, name_terms, query_terms
 
 ENCODERS = {"dense": (8, "fake-8"), "crosslingual": (6, "fake-6")}
+SPECS = {name: EncoderSpec(name, identity, identity, dimension) for name, (dimension, identity) in ENCODERS.items()}
 CHANNELS = ("dense", "crosslingual", "lexical", "names")
 
 
@@ -51,8 +52,8 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def replicas(milvus_uri: str) -> Iterator[tuple[MilvusPassageIndex, MilvusPassageIndex]]:
     """Two index objects (two clients) on the same fresh collections."""
     name = collection_name("index")
-    first = MilvusPassageIndex(milvus_uri, ENCODERS, collection=name)
-    second = MilvusPassageIndex(milvus_uri, ENCODERS, collection=name)
+    first = MilvusPassageIndex(milvus_uri, SPECS, collection=name)
+    second = MilvusPassageIndex(milvus_uri, SPECS, collection=name)
     yield first, second
     for collection in (first.passages_collection, first.documents_collection, first.meta_collection):
         first.client.drop_collection(collection)
@@ -67,7 +68,7 @@ def vector(text: str, dimension: int) -> np.ndarray:
     return values / np.linalg.norm(values)
 
 
-def document(document_id: str, text: str, **metadata) -> tuple[Document, list[NewPassage]]:
+def document(document_id: str, text: str, **metadata) -> tuple[Document, str, list[NewPassage]]:
     passages = split_document(text, document_id, None)
     new = [
         NewPassage(
@@ -85,20 +86,19 @@ def document(document_id: str, text: str, **metadata) -> tuple[Document, list[Ne
         id=document_id, title=passages[0].document_title, source="api", metadata=metadata,
         content_hash=f"hash-{document_id}-{len(text)}", passages=len(passages),
     )
-    return record, new
+    return record, text, new
 
 
 def search(index: MilvusPassageIndex, question: str, where: PassageFilter | None = None) -> dict[str, dict[int, float]]:
-    channels, _ = index.score_channels(
-        CHANNELS, {name: vector(question, dim) for name, (dim, _) in ENCODERS.items()},
-        query_terms(question), [], where,
-    )
-    return {channel.name: dict(channel.scores) for channel in channels}
+    query = Query({name: vector(question, dim) for name, (dim, _) in ENCODERS.items()}, query_terms(question), [])
+    with index.reading() as view:
+        return {channel.name: dict(channel.scores) for channel in view.score(query, CHANNELS, where)}
 
 
 def found_documents(index: MilvusPassageIndex, question: str, where: PassageFilter | None = None) -> set[str]:
     keys = set().union(*search(index, question, where).values())
-    return {stored.passage.document_id for stored in index.passages_by_keys(keys).values()}
+    with index.reading() as view:
+        return {stored.passage.document_id for stored in view.passages(keys).values()}
 
 
 def test_a_document_written_through_one_replica_is_found_through_the_other(replicas):
@@ -115,13 +115,14 @@ def test_a_document_written_through_one_replica_is_found_through_the_other(repli
 def test_a_replaced_document_shows_only_its_new_passages_everywhere(replicas):
     writer, reader = replicas
     writer.write_document(*document("notes", "旧的内容：城市管理应该像绣花一样精细。"))
-    reader.count_documents()  # the reader has looked once before the replacement
-    removed, added = writer.write_document(*document("notes", "新的内容：太原启动老旧小区改造三年行动。"))
-    assert removed and added and not set(removed) & set(added)
-    assert [p.passage.text for p in reader.document_passages("notes")] == ["新的内容：太原启动老旧小区改造三年行动。"]
+    removed = {stored.key for stored in reader.document_passages("notes")}  # the reader looked before
+    writer.write_document(*document("notes", "新的内容：太原启动老旧小区改造三年行动。"))
+    stored = reader.document_passages("notes")
+    assert [p.passage.text for p in stored] == ["新的内容：太原启动老旧小区改造三年行动。"]
     keys = set().union(*search(reader, "城市管理 绣花").values())
-    assert keys <= set(added)
-    assert reader.passages_by_keys(removed) == {}
+    assert keys <= {p.key for p in stored}
+    with reader.reading() as view:
+        assert view.passages(removed) == {}
 
 
 def test_a_deleted_document_leaves_every_replica_at_once(replicas):
@@ -171,7 +172,7 @@ def test_moments_are_exact_on_every_replica_after_adds_replacements_and_deletes(
     writer.delete_document("doc-4")
     texts["doc-2"] = "第二份文件被改写了。"
     del texts["doc-4"]
-    late = MilvusPassageIndex(milvus_uri, ENCODERS, collection=writer.collection)  # folds from scratch
+    late = MilvusPassageIndex(milvus_uri, SPECS, collection=writer.collection)  # folds from scratch
     for name, (dimension, _) in ENCODERS.items():
         local = VectorIndex(dimension)
         stored = [p for document_id in texts for p in reader.document_passages(document_id)]
@@ -179,23 +180,24 @@ def test_moments_are_exact_on_every_replica_after_adds_replacements_and_deletes(
         query = vector("任意的问题", dimension)
         expected = local.score_moments(query)
         for replica in (reader, late):
-            channels, view = replica.score_channels([name], {name: query}, [], [])
-            assert channels[0].mean == pytest.approx(expected[0], abs=1e-6)
-            assert channels[0].std == pytest.approx(expected[1], abs=1e-6)
-            assert view.passages == len(stored)
+            with replica.reading() as view:
+                [channel] = view.score(Query({name: query}), [name])
+            assert channel.mean == pytest.approx(expected[0], abs=1e-6)
+            assert channel.std == pytest.approx(expected[1], abs=1e-6)
+            assert replica.count_passages() == len(stored)
     late.close()
 
 
 def test_a_version_being_written_is_invisible_until_its_commit(replicas):
     writer, reader = replicas
-    record, passages = document("slow", "正在写入的文件，李小娜。")
+    record, _, passages = document("slow", "正在写入的文件，李小娜。")
     version = new_version()
-    writer._write_ledger(version, record, WRITING)
+    writer._write_ledger([(version, record, WRITING)])
     writer.client.insert(writer.passages_collection, [writer._passage_row(version, record, p) for p in passages])
     writer._bump_generation()
     assert reader.document("slow") is None
     assert found_documents(reader, "李小娜") == set()
-    writer._write_ledger(version, record, COMMITTED)
+    writer._write_ledger([(version, record, COMMITTED)])
     writer._bump_generation()
     assert found_documents(reader, "李小娜") == {"slow"}
 
@@ -237,11 +239,11 @@ def test_term_frequencies_count_visible_passages(replicas):
 def test_a_server_with_other_encoders_is_refused_with_a_clear_message(replicas, milvus_uri):
     writer, _ = replicas
     with pytest.raises(MilvusUnavailable, match="--crosslingual"):
-        MilvusPassageIndex(milvus_uri, {"dense": (8, "fake-8")}, collection=writer.collection)
+        MilvusPassageIndex(milvus_uri, {"dense": SPECS["dense"]}, collection=writer.collection)
 
 
 def test_an_unreachable_milvus_is_reported_not_hung(tmp_path: Path):
     from milvus_server import free_port
 
     with pytest.raises(MilvusUnavailable, match="Milvus at"):
-        MilvusPassageIndex(f"http://127.0.0.1:{free_port()}", ENCODERS, collection="nothing", connect_timeout=2)
+        MilvusPassageIndex(f"http://127.0.0.1:{free_port()}", SPECS, collection="nothing", connect_timeout=2)

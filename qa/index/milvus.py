@@ -39,15 +39,28 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from qa.documents.passages import Passage
 from qa.errors import InvalidInput
-from qa.index.store import Document, Embedding, NewPassage, PassageFilter, StoredPassage
-from qa.ranking.fusion import ChannelScores, moments_from_top
+from qa.index.passage_index import (
+    CANDIDATES_PER_CHANNEL,
+    LEXICAL_CHANNELS,
+    LEXICAL_SCORED,
+    ChannelScores,
+    Document,
+    Embedding,
+    EncoderSpec,
+    NewPassage,
+    PassageFilter,
+    Query,
+    StoredPassage,
+    moments_from_top,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +80,7 @@ MAX_RESULTS = 16384
 STALE_RETRIES = 3
 VARCHAR_LIMIT = 65535
 PLACEHOLDER = "placeholder"  # every Milvus collection needs a vector field: the ledger and meta get a 2-d one
-LEXICAL_FIELDS = {"lexical": "terms", "names": "names"}
+LEXICAL_FIELDS = dict(zip(LEXICAL_CHANNELS, ("terms", "names")))
 # A letter (U+A78F), so Milvus' standard tokenizer keeps "3.14" as one term ("3ꞏ14"), as FTS5 does.
 DECIMAL_POINT = "\ua78f"
 
@@ -203,48 +216,75 @@ def passage_key(version: int, position: int) -> int:
 class MilvusPassageIndex:
     """The passage index in a Milvus server (``http://host:19530``) or a Milvus Lite folder (``*.db``).
 
-    ``encoders`` maps an encoder name (``dense``, ``crosslingual``) to (dimension, model identity);
-    the collections remember them, and a server with other encoders is refused with a clear message.
-    Thread-safe: one client, and the replica's view behind a lock.
+    ``encoders`` names the vector channels (an empty mapping opens the documents only: listing
+    and deleting work, searching and adding do not). The collections remember the encoders they
+    were made for, and a server with other ones is refused with a message saying what to do.
+    Thread-safe: one gRPC client, and the replica's view swapped under a lock.
     """
 
     def __init__(
         self,
         uri: str,
-        encoders: Mapping[str, tuple[int, str]],
+        encoders: Mapping[str, EncoderSpec] = (),
         collection: str = "qa",
         token: str | None = None,
-        lexical_version: str = "",
         connect_timeout: float = 30.0,
     ) -> None:
         from pymilvus import MilvusClient
         from pymilvus.exceptions import MilvusException
 
+        started = time.perf_counter()
         self.uri = uri
-        self.encoders = dict(encoders)
+        self.encoders: dict[str, EncoderSpec] = dict(encoders)
         self.collection = collection
+        self.location = f"{uri} (Milvus collections {collection}_*)"
         self.passages_collection = f"{collection}_passages"
         self.documents_collection = f"{collection}_documents"
         self.meta_collection = f"{collection}_meta"
         self._error = MilvusException
+        self._lock = threading.Lock()
+        # Milvus Lite does not serialise writes to a collection; within one process this lock does
+        # (Milvus itself needs no such care, and writers in other processes coordinate by versions).
+        self._write_lock = threading.Lock()
+        self._view = View(None, {}, frozenset(), {}, 0)
+        self._frequencies: tuple[str | None, dict[str, int]] = (None, {})
         try:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
-            self._create_collections(lexical_version)
+            self._open_collections()
+            self._view = self._current_view()
         except MilvusException as error:
             raise MilvusUnavailable(f"Milvus at {uri} refused the collections {collection}_*: {error}") from error
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._view = View(None, {}, frozenset(), {name: Moments(dim) for name, (dim, _) in self.encoders.items()}, 0)
+        log.info(
+            "index %s: %d passages in %d documents, moments folded in %.2f s",
+            self.location, self._view.passages, len(self._view.visible), time.perf_counter() - started,
+        )
 
     # -- collections -----------------------------------------------------------------------
-    def _create_collections(self, lexical_version: str) -> None:
+    def _open_collections(self) -> None:
+        """Create the collections when missing (any replica may be first), load them, check the encoders."""
+        wanted = json.dumps({name: [spec.dimension, spec.identity] for name, spec in sorted(self.encoders.items())})
+        if not self.encoders:
+            if not self.client.has_collection(self.documents_collection):
+                raise MilvusUnavailable(
+                    f"Milvus at {self.uri} has no collections {self.collection}_*: nothing was indexed there yet"
+                )
+        else:
+            self._create_collections()
+        for name in (self.passages_collection, self.documents_collection, self.meta_collection):
+            self.client.load_collection(name)
+        recorded = self.meta("collection:encoders")
+        if recorded is None and self.encoders:
+            self.set_meta("collection:encoders", wanted)
+        elif self.encoders and recorded != wanted:
+            raise MilvusUnavailable(
+                f"the Milvus collections {self.collection}_* hold vectors of encoders {recorded}; this server has"
+                f" {wanted}: start it with the same model and --crosslingual setting as the other replicas,"
+                " or choose another --milvus-collection (and add the documents there)"
+            )
+
+    def _create_collections(self) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
-        wanted = {
-            "schema": SCHEMA_VERSION,
-            "encoders": json.dumps({name: [dim, identity] for name, (dim, identity) in sorted(self.encoders.items())}),
-            "lexical_version": lexical_version,
-        }
         if not self.client.has_collection(self.passages_collection):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("key", DataType.INT64, is_primary=True)
@@ -253,16 +293,16 @@ class MilvusPassageIndex:
             schema.add_field("version", DataType.INT64)
             schema.add_field("position", DataType.INT64)
             schema.add_field("title", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
-            schema.add_field("heading", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
+            schema.add_field("heading", DataType.VARCHAR, max_length=VARCHAR_LIMIT, nullable=True)
             schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
             schema.add_field("start", DataType.INT64)
             schema.add_field("end", DataType.INT64)
             schema.add_field("metadata", DataType.JSON)
             index = self.client.prepare_index_params()
-            for name, (dimension, _) in sorted(self.encoders.items()):
-                schema.add_field(name, DataType.FLOAT_VECTOR, dim=dimension)
+            for name, spec in sorted(self.encoders.items()):
+                schema.add_field(name, DataType.FLOAT_VECTOR, dim=spec.dimension)
                 schema.add_field(f"{name}_key", DataType.VARCHAR, max_length=64)
-                # exact inner product, as the local home; a large collection wants HNSW here (README, sizing)
+                # exact inner product (cosine of unit vectors), as the local home; see README, sizing, for HNSW
                 index.add_index(name, index_type="FLAT", metric_type="IP")
             for text_field in LEXICAL_FIELDS.values():
                 schema.add_field(
@@ -303,24 +343,6 @@ class MilvusPassageIndex:
             schema.add_field("value", DataType.VARCHAR, max_length=VARCHAR_LIMIT)
             schema.add_field(PLACEHOLDER, DataType.FLOAT_VECTOR, dim=2)
             self._create(self.meta_collection, schema, self._placeholder_index())
-        for name in (self.passages_collection, self.documents_collection, self.meta_collection):
-            self.client.load_collection(name)
-        recorded = {name: self.meta(f"collection:{name}") for name in wanted}
-        if all(value is None for value in recorded.values()):
-            for name, value in wanted.items():
-                self.set_meta(f"collection:{name}", value)
-            return
-        if recorded["encoders"] != wanted["encoders"] or recorded["schema"] != wanted["schema"]:
-            raise MilvusUnavailable(
-                f"the Milvus collections {self.collection}_* were made for encoders {recorded['encoders']}"
-                f" (schema {recorded['schema']}); this server has {wanted['encoders']} (schema {wanted['schema']}):"
-                " start it with the same model and --crosslingual setting, or choose another --milvus-collection"
-            )
-        if recorded["lexical_version"] != wanted["lexical_version"]:
-            raise MilvusUnavailable(
-                f"the keyword terms in {self.collection}_* were made by {recorded['lexical_version']!r}, this server"
-                f" makes {wanted['lexical_version']!r}: re-add the documents into a new --milvus-collection"
-            )
 
     def _placeholder_index(self):
         index = self.client.prepare_index_params()
@@ -336,36 +358,39 @@ class MilvusPassageIndex:
                 raise
 
     # -- meta --------------------------------------------------------------------------------
-    def meta(self, key: str, default: str | None = None) -> str | None:
-        """A value of the meta collection."""
+    def meta(self, key: str) -> str | None:
+        """A value kept with the index (seen by every replica)."""
         rows = self.client.query(
             self.meta_collection, filter=f"name == {string_literal(key)}", output_fields=["value"],
             consistency_level=CONSISTENCY,
         )
-        return rows[0]["value"] if rows else default
+        return rows[0]["value"] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        """Set a value of the meta collection (seen by every replica; changes the generation)."""
+        """Keep a value with the index."""
         self.client.upsert(self.meta_collection, [{"name": key, "value": value, PLACEHOLDER: [1.0, 0.0]}])
-        if key != "generation":
-            self._bump_generation()
 
-    def _bump_generation(self) -> None:
-        self.client.upsert(
-            self.meta_collection, [{"name": "generation", "value": secrets.token_hex(16), PLACEHOLDER: [1.0, 0.0]}]
-        )
+    def _bump_generation(self, vectors_changed: bool = False) -> None:
+        """Tell every replica that the ledger changed (or, with ``vectors_changed``, stored vectors did).
+
+        The generation is ``epoch/token``: a new token makes replicas fold the versions that came
+        and went; a new epoch (vectors rewritten in place, e.g. after a model change) makes them
+        fold everything again.
+        """
+        epoch = int(self.meta("vectors_epoch") or 0)
+        if vectors_changed:
+            epoch += 1
+            self.set_meta("vectors_epoch", str(epoch))
+        self.set_meta("generation", f"{epoch}/{secrets.token_hex(16)}")
 
     # -- the replica's view ---------------------------------------------------------------
     def _current_view(self) -> View:
-        """The view as of now: re-read the ledger when any writer changed the generation since last time."""
+        """The view as of now: the ledger is re-read when a writer changed the generation since last time."""
         generation = self.meta("generation")
         with self._lock:
             if generation is not None and generation == self._view.generation:
                 return self._view
-            rows = [
-                _ledger_row(row)
-                for row in self._query_all(self.documents_collection, "", [*_LEDGER_FIELDS])
-            ]
+            rows = [_ledger_row(row) for row in self._query_all(self.documents_collection, "", _LEDGER_FIELDS)]
             self._view = self._fold(self._view, rows, generation)
             return self._view
 
@@ -381,17 +406,15 @@ class MilvusPassageIndex:
         before = {row.version: row for row in view.visible.values()}
         added = [now_versions[v] for v in now_versions.keys() - before.keys()]
         removed = [before[v] for v in before.keys() - now_versions.keys()]
-        moments = view.moments
-        rebuilt = view.generation is None
-        if not rebuilt:
-            moments = {name: _copy(m) for name, m in moments.items()}
-            for rows_changed, sign in ((added, 1), (removed, -1)):
-                found = self._fold_versions(moments, rows_changed, sign)
-                if found < sum(row.document.passages for row in rows_changed):
-                    rebuilt = True  # a version was deleted before this replica subtracted it
+        moments = {name: _copy(view.moments[name]) for name in self.encoders if name in view.moments}
+        rebuild = len(moments) < len(self.encoders) or _epoch(view.generation) != _epoch(generation)
+        if not rebuild:
+            for changed, sign in ((added, 1), (removed, -1)):
+                if self._fold_versions(moments, changed, sign) < sum(row.document.passages for row in changed):
+                    rebuild = True  # a version was deleted before this replica subtracted it
                     break
-        if rebuilt:
-            moments = {name: Moments(m.dimension) for name, m in view.moments.items()}
+        if rebuild:
+            moments = {name: Moments(spec.dimension) for name, spec in self.encoders.items()}
             self._fold_versions(moments, list(visible.values()), 1)
         hidden = frozenset(row.version for row in rows) - now_versions.keys()
         passages = sum(row.document.passages for row in visible.values())
@@ -402,9 +425,8 @@ class MilvusPassageIndex:
         found = 0
         versions = [row.version for row in rows]
         for start in range(0, len(versions), 200):
-            chunk = versions[start : start + 200]
-            expression = f"version in [{', '.join(map(str, chunk))}]"
-            for batch in self._query_batches(self.passages_collection, expression, list(self.encoders)):
+            expression = f"version in [{', '.join(map(str, versions[start : start + 200]))}]"
+            for batch in self._query_batches(self.passages_collection, expression, ["key", *moments]):
                 found += len(batch)
                 for name, moment in moments.items():
                     moment.add(np.array([row[name] for row in batch], dtype=np.float32), sign)
@@ -434,6 +456,11 @@ class MilvusPassageIndex:
     def _query_all(self, collection: str, expression: str, fields: Sequence[str]) -> list[dict]:
         return [row for batch in self._query_batches(collection, expression, fields) for row in batch]
 
+    @contextmanager
+    def reading(self) -> Iterator[MilvusView]:
+        """A consistent view for one search: the visible versions and moments as of now."""
+        yield MilvusView(self, self._current_view())
+
     def document(self, document_id: str) -> Document | None:
         """A document's record (its visible version), or None."""
         row = self._current_view().visible.get(document_id)
@@ -444,7 +471,7 @@ class MilvusPassageIndex:
         visible = self._current_view().visible
         return [visible[name].document for name in sorted(visible)[offset : offset + limit]]
 
-    def documents_from_source_prefix(self, prefix: str) -> list[Document]:
+    def documents_from_source(self, prefix: str) -> list[Document]:
         """Documents whose source starts with ``prefix``, in id order."""
         visible = self._current_view().visible
         return [visible[name].document for name in sorted(visible) if visible[name].document.source.startswith(prefix)]
@@ -466,7 +493,7 @@ class MilvusPassageIndex:
         return sorted((_stored_passage(found) for found in rows), key=lambda stored: stored.passage.position)
 
     def passage(self, passage_id: str) -> StoredPassage | None:
-        """One passage by its public id (in its document's visible version)."""
+        """One passage by its public id (``document:digest``), in its document's visible version."""
         if not isinstance(passage_id, str) or ":" not in passage_id:
             return None
         row = self._current_view().visible.get(passage_id.rsplit(":", 1)[0])
@@ -479,22 +506,18 @@ class MilvusPassageIndex:
         )
         return _stored_passage(rows[0]) if rows else None
 
-    def passages_by_keys(self, keys: Iterable[int], view: View | None = None) -> dict[int, StoredPassage]:
-        """Visible passages for keys; keys of invisible or deleted versions are absent."""
-        view = view or self._current_view()
-        versions = view.versions
-        keys = [int(key) for key in keys]
-        found: dict[int, StoredPassage] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self.client.query(
-                self.passages_collection, filter=f"key in [{', '.join(map(str, chunk))}]",
-                output_fields=[*_PASSAGE_FIELDS, "version"], consistency_level=CONSISTENCY,
-            )
-            for row in rows:
-                if row["version"] in versions:
-                    found[int(row["key"])] = _stored_passage(row)
-        return found
+    def iter_passages(self) -> Iterator[StoredPassage]:
+        """Every visible passage (for migrations after a model or term-rule change)."""
+        view = self._current_view()
+        for row in sorted(view.visible.values(), key=lambda row: row.document.id):
+            for found in self._query_all(self.passages_collection, f"version == {row.version}", _PASSAGE_FIELDS):
+                yield _stored_passage(found)
+
+    def embedding_keys(self, encoder: str) -> dict[int, str]:
+        """Passage key -> embedding key of one encoder's vectors, for the visible passages."""
+        versions = self._current_view().versions
+        rows = self._query_all(self.passages_collection, "", ["key", "version", f"{encoder}_key"])
+        return {int(row["key"]): row[f"{encoder}_key"] for row in rows if row["version"] in versions}
 
     def vectors_for(self, encoder: str, embedding_keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already computed by an encoder for these embedding keys (same model, same input text)."""
@@ -511,135 +534,62 @@ class MilvusPassageIndex:
                 found[row[f"{encoder}_key"]] = np.asarray(row[encoder], dtype=np.float32)
         return found
 
-    def passage_vectors(self, key: int) -> dict[str, np.ndarray]:
-        """Every encoder's vector of a visible passage (KeyError when there is none)."""
-        view = self._current_view()
-        rows = self.client.query(
-            self.passages_collection, filter=f"key == {int(key)}", output_fields=["version", *self.encoders],
-            consistency_level=CONSISTENCY,
-        )
-        if not rows or rows[0]["version"] not in view.versions:
-            raise KeyError(key)
-        return {name: np.asarray(rows[0][name], dtype=np.float32) for name in self.encoders}
-
     def term_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many visible passages contain each term (counted by Milvus' text match)."""
+        """How many visible passages contain each term (Milvus' text match; cached until the next write)."""
         view = self._current_view()
+        with self._lock:
+            generation, cached = self._frequencies
+            if generation != view.generation or generation is None:
+                cached = {}
+                self._frequencies = (view.generation, cached)
         hidden = _not_in("version", view.hidden)
         counts: dict[str, int] = {}
         for term in dict.fromkeys(terms):
-            expression = both(f"text_match(terms, {string_literal(encode_term(term))})", hidden)
-            rows = self.client.query(
-                self.passages_collection, filter=expression, output_fields=["count(*)"], consistency_level=CONSISTENCY
-            )
-            counts[term] = int(rows[0]["count(*)"]) if rows else 0
+            if term not in cached:
+                expression = both(f"text_match(terms, {string_literal(encode_term(term))})", hidden)
+                rows = self.client.query(
+                    self.passages_collection, filter=expression, output_fields=["count(*)"],
+                    consistency_level=CONSISTENCY,
+                )
+                cached[term] = int(rows[0]["count(*)"]) if rows else 0
+            counts[term] = cached[term]
         return counts
 
-    # -- searching ------------------------------------------------------------------------
-    def score_channels(
-        self,
-        channels: Sequence[str],
-        vectors: Mapping[str, np.ndarray],
-        terms: Sequence[str],
-        names: Sequence[str],
-        where: PassageFilter | None = None,
-        candidates_per_channel: int = 100,
-        lexical_scored: int = 1000,
-    ) -> tuple[list[ChannelScores], View]:
-        """Candidates of every channel, each scored exactly by every channel, searched inside Milvus.
-
-        The filter and the visible versions are part of every search, so each channel still
-        brings its best allowed candidates (no top-k starvation). Returns the view used, so the
-        caller reads the passages in the same one.
-        """
-        view = self._current_view()
-        wanted = filter_expression(where)
-        if wanted is None:
-            return [ChannelScores(name, {}, 0.0, 0.0) for name in channels], view
-        allowed = both(wanted, _not_in("version", view.hidden))
-        lexical_queries = {"lexical": terms, "names": names}
-        candidates: dict[str, dict[int, float]] = {}
-        lexical_scores: dict[str, dict[int, float]] = {}
-        moments: dict[str, tuple[float, float]] = {}
-        for name in channels:
-            if name in LEXICAL_FIELDS:
-                query_terms = lexical_queries[name]
-                found = (
-                    self._search(f"{LEXICAL_FIELDS[name]}_sparse", " ".join(map(encode_term, query_terms)),
-                                 lexical_scored, allowed, view)
-                    if query_terms else []
-                )
-                lexical_scores[name] = dict(found)
-                candidates[name] = dict(found[:candidates_per_channel])
-                moments[name] = moments_from_top(lexical_scores[name].values(), view.passages)
-            else:
-                query = np.asarray(vectors[name], dtype=np.float32).reshape(-1).tolist()
-                candidates[name] = dict(self._search(name, query, candidates_per_channel, allowed, view))
-                moments[name] = view.moments[name].of_query(vectors[name])
-        pool = set().union(*candidates.values()) if candidates else set()
-        for name in channels:
-            missing = sorted(pool - candidates[name].keys())
-            if not missing:
-                continue
-            if name in LEXICAL_FIELDS:
-                candidates[name].update((key, lexical_scores[name].get(key, 0.0)) for key in missing)
-            else:
-                query = np.asarray(vectors[name], dtype=np.float32).reshape(-1).tolist()
-                exact = dict(self._search(name, query, len(missing), f"key in [{', '.join(map(str, missing))}]", view))
-                candidates[name].update(exact)
-        return [ChannelScores(name, candidates[name], *moments[name]) for name in channels], view
-
-    def _search(
-        self, field_name: str, query: object, limit: int, expression: str, view: View
-    ) -> list[tuple[int, float]]:
-        """(key, score) best first from one field; hits of versions newer than the view are searched away."""
-        versions = view.versions
-        # milvus-lite returns BM25 scores negated, Milvus positive: BM25 is never negative
-        score = (lambda hit: abs(float(hit["distance"]))) if field_name.endswith("_sparse") else (
-            lambda hit: float(hit["distance"])
-        )
-        excluded: set[int] = set()
-        for _ in range(STALE_RETRIES + 1):
-            hits = self.client.search(
-                self.passages_collection, data=[query], anns_field=field_name, limit=min(limit, MAX_RESULTS),
-                filter=both(expression, _not_in("version", excluded)), output_fields=["version"],
-                consistency_level=CONSISTENCY,
-            )[0]
-            stale = {hit["entity"]["version"] for hit in hits} - versions
-            if not stale:
-                break
-            excluded |= stale
-        return [(int(hit["key"]), score(hit)) for hit in hits if hit["entity"]["version"] in versions]
-
     # -- writing -----------------------------------------------------------------------------
-    def write_document(self, document: Document, passages: Sequence[NewPassage]) -> tuple[list[int], list[int]]:
-        """Store a new version of a document and make it the visible one; returns (keys removed, keys added).
+    def write_document(self, document: Document, text: str, passages: Sequence[NewPassage]) -> Document:
+        """Store a new version of a document and make it the visible one; returns the document as stored.
 
         The passages go in under a version no search sees; one ledger row commits it; older
         versions of the document are then retired. Safe against other writers of the same
-        document in any process: the highest version wins.
+        document in any process: the highest version wins. (``text`` is not kept: Milvus
+        holds the passages, whose spans refer to it.)
         """
-        for text_value, what in ((document.title, "title"), (document.source, "source")):
-            if len(text_value.encode()) > VARCHAR_LIMIT:
+        self._require_encoders()
+        for value, what in ((document.title, "title"), (document.source, "source")):
+            if len(value.encode()) > VARCHAR_LIMIT:
                 raise InvalidInput(f"document {what} is longer than {VARCHAR_LIMIT} bytes")
         version = new_version()
         previous = self._current_view().visible.get(document.id)
         now = time.time()
-        created_at = previous.document.created_at if previous else now
         stamped = Document(
             id=document.id, title=document.title, source=document.source, metadata=dict(document.metadata),
-            content_hash=document.content_hash, created_at=created_at, updated_at=now, passages=len(passages),
+            content_hash=document.content_hash, created_at=previous.document.created_at if previous else now,
+            updated_at=now, passages=len(passages),
         )
-        self._write_ledger(version, stamped, WRITING)
-        rows = [self._passage_row(version, document, new) for new in passages]
-        for start in range(0, len(rows), INSERT_BATCH):
-            self.client.insert(self.passages_collection, rows[start : start + INSERT_BATCH])
-        self._write_ledger(version, stamped, COMMITTED)
-        self._retire_superseded(document.id)
-        self._bump_generation()
-        self._collect_garbage()
-        removed = self._keys_of(previous.version) if previous else []
-        return removed, [row["key"] for row in rows]
+        rows = [self._passage_row(version, stamped, new) for new in passages]
+        with self._write_lock:
+            self._write_ledger([(version, stamped, WRITING)])
+            for start in range(0, len(rows), INSERT_BATCH):
+                self.client.insert(self.passages_collection, rows[start : start + INSERT_BATCH])
+            self._write_ledger([(version, stamped, COMMITTED)])
+            self._retire_superseded(document.id)
+            self._bump_generation()
+            self._collect_garbage()
+        return stamped
+
+    def _require_encoders(self) -> None:
+        if not self.encoders:
+            raise InvalidInput("this index was opened without encoders: it can list and delete, not add")
 
     def _passage_row(self, version: int, document: Document, new: NewPassage) -> dict:
         p = new.passage
@@ -653,7 +603,7 @@ class MilvusPassageIndex:
             "version": version,
             "position": p.position,
             "title": document.title,
-            "heading": p.heading or "",
+            "heading": p.heading,
             "text": p.text,
             "start": p.start,
             "end": p.end,
@@ -662,54 +612,75 @@ class MilvusPassageIndex:
             "names": analysed_text(new.names),
         }
         for name in self.encoders:
-            embedding: Embedding = new.embeddings[name]
+            embedding = new.embeddings[name]
             row[name] = np.asarray(embedding.vector, dtype=np.float32).tolist()
             row[f"{name}_key"] = embedding.embedding_key
         return row
 
-    def _write_ledger(self, version: int, document: Document, state: str) -> None:
-        self.client.upsert(self.documents_collection, [_ledger_record(version, document, state)])
-
-    def _retire_superseded(self, document_id: str) -> list[LedgerRow]:
-        """Retire every committed version of a document but the highest; returns those retired."""
-        rows = [
-            _ledger_row(row)
-            for row in self.client.query(
-                self.documents_collection,
-                filter=f"document == {string_literal(document_id)} and state == {string_literal(COMMITTED)}",
-                output_fields=_LEDGER_FIELDS, consistency_level=CONSISTENCY,
+    def _write_ledger(self, records: Sequence[tuple[int, Document, str]]) -> None:
+        """Upsert ledger rows in one request: Milvus applies a request's rows together."""
+        if records:
+            self.client.upsert(
+                self.documents_collection, [_ledger_record(version, doc, state) for version, doc, state in records]
             )
-        ]
-        if len(rows) <= 1:
-            return []
-        winner = max(row.version for row in rows)
-        losers = [row for row in rows if row.version != winner]
-        self.client.upsert(
-            self.documents_collection, [_ledger_record(row.version, row.document, RETIRED) for row in losers]
+
+    def _committed_rows(self, document_id: str) -> list[LedgerRow]:
+        rows = self.client.query(
+            self.documents_collection,
+            filter=f"document == {string_literal(document_id)} and state == {string_literal(COMMITTED)}",
+            output_fields=_LEDGER_FIELDS, consistency_level=CONSISTENCY,
         )
-        return losers
+        return [_ledger_row(row) for row in rows]
+
+    def _retire_superseded(self, document_id: str) -> None:
+        """Retire every committed version of a document but the highest (another writer's, or ours)."""
+        rows = self._committed_rows(document_id)
+        winner = max((row.version for row in rows), default=None)
+        self._write_ledger([(row.version, row.document, RETIRED) for row in rows if row.version != winner])
 
     def delete_document(self, document_id: str) -> Document | None:
         """Retire every committed version of a document (it leaves every search at once); None when unknown."""
-        rows = [
-            _ledger_row(row)
-            for row in self.client.query(
-                self.documents_collection,
-                filter=f"document == {string_literal(document_id)} and state == {string_literal(COMMITTED)}",
-                output_fields=_LEDGER_FIELDS, consistency_level=CONSISTENCY,
-            )
-        ]
-        if not rows:
-            return None
-        self.client.upsert(
-            self.documents_collection, [_ledger_record(row.version, row.document, RETIRED) for row in rows]
-        )
-        self._bump_generation()
-        self._collect_garbage()
+        with self._write_lock:
+            rows = self._committed_rows(document_id)
+            if not rows:
+                return None
+            self._write_ledger([(row.version, row.document, RETIRED) for row in rows])
+            self._bump_generation()
+            self._collect_garbage()
         return max(rows, key=lambda row: row.version).document
 
-    def _keys_of(self, version: int) -> list[int]:
-        return [int(row["key"]) for row in self._query_all(self.passages_collection, f"version == {version}", ["key"])]
+    def write_embeddings(self, encoder: str, updates: Sequence[tuple[int, Embedding]]) -> None:
+        """Replace one encoder's vectors of existing passages (after a model change), row by row."""
+        def change(row: dict, embedding: Embedding) -> None:
+            row[encoder] = np.asarray(embedding.vector, dtype=np.float32).tolist()
+            row[f"{encoder}_key"] = embedding.embedding_key
+
+        self._rewrite_rows(dict(updates), change)
+        self._bump_generation(vectors_changed=True)
+
+    def update_terms(self, updates: Sequence[tuple[int, list[str], list[str]]]) -> None:
+        """Replace the (key, terms, names) of existing passages (after a term-rule change)."""
+        def change(row: dict, terms_and_names: tuple[list[str], list[str]]) -> None:
+            row["terms"], row["names"] = map(analysed_text, terms_and_names)
+
+        self._rewrite_rows({key: (terms, names) for key, terms, names in updates}, change)
+        self._bump_generation()
+
+    def _rewrite_rows(self, changes: Mapping[int, object], change_row: Callable[[dict, object], None]) -> None:
+        """Read the rows of these keys, change each, upsert them back whole (Milvus 2.5 has no partial update)."""
+        fields = [*_PASSAGE_FIELDS, "version", "metadata", "terms", "names", *self.encoders,
+                  *(f"{name}_key" for name in self.encoders)]
+        keys = sorted(changes)
+        with self._write_lock:
+            for start in range(0, len(keys), INSERT_BATCH):
+                rows = self.client.query(
+                    self.passages_collection, filter=_key_in(keys[start : start + INSERT_BATCH]),
+                    output_fields=fields, consistency_level=CONSISTENCY,
+                )
+                for row in rows:
+                    change_row(row, changes[int(row["key"])])
+                if rows:
+                    self.client.upsert(self.passages_collection, [{name: row[name] for name in fields} for row in rows])
 
     def _collect_garbage(self) -> None:
         """Delete versions retired long enough ago, and those whose writer died while writing."""
@@ -729,9 +700,108 @@ class MilvusPassageIndex:
             self.client.delete(self.documents_collection, filter=f"version in [{listed}]")
             log.info("deleted %d retired or abandoned document versions", len(versions))
 
+    # -- lifecycle ---------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Nothing to persist: Milvus keeps everything, replicas keep only a cache of the ledger."""
+
     def close(self) -> None:
         """Release the connection."""
         self.client.close()
+
+
+class MilvusView:
+    """What one search reads: the visible versions and moments as of the moment it began.
+
+    Every search is filtered to those versions, so a document written meanwhile is either
+    wholly in this view or not at all.
+    """
+
+    def __init__(self, index: MilvusPassageIndex, view: View) -> None:
+        self._index = index
+        self._view = view
+
+    def score(self, query: Query, channels: Sequence[str], where: PassageFilter | None = None) -> list[ChannelScores]:
+        """Candidates of every channel, each scored exactly by every channel, searched inside Milvus.
+
+        The filter and the visible versions are part of every search, so each channel still
+        brings its best allowed candidates (no top-k starvation).
+        """
+        view = self._view
+        wanted = filter_expression(where)
+        if wanted is None:
+            return [ChannelScores(name, {}, 0.0, 0.0) for name in channels]
+        allowed = both(wanted, _not_in("version", view.hidden))
+        lexical_queries = {"lexical": query.terms, "names": query.names}
+        candidates: dict[str, dict[int, float]] = {}
+        lexical_scores: dict[str, dict[int, float]] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for name in channels:
+            if name in LEXICAL_FIELDS:
+                terms = " ".join(map(encode_term, lexical_queries[name]))
+                found = self._search(f"{LEXICAL_FIELDS[name]}_sparse", terms, LEXICAL_SCORED, allowed) if terms else []
+                lexical_scores[name] = dict(found)
+                candidates[name] = dict(found[:CANDIDATES_PER_CHANNEL])
+                moments[name] = moments_from_top(lexical_scores[name].values(), view.passages)
+            else:
+                vector = np.asarray(query.vectors[name], dtype=np.float32).reshape(-1)
+                candidates[name] = dict(self._search(name, vector.tolist(), CANDIDATES_PER_CHANNEL, allowed))
+                moments[name] = view.moments[name].of_query(vector)
+        pool = set().union(*candidates.values()) if candidates else set()
+        for name in channels:
+            missing = sorted(pool - candidates[name].keys())
+            if not missing:
+                continue
+            if name in LEXICAL_FIELDS:
+                candidates[name].update((key, lexical_scores[name].get(key, 0.0)) for key in missing)
+            else:
+                vector = np.asarray(query.vectors[name], dtype=np.float32).reshape(-1).tolist()
+                candidates[name].update(self._search(name, vector, len(missing), _key_in(missing)))
+        return [ChannelScores(name, candidates[name], *moments[name]) for name in channels]
+
+    def _search(self, field_name: str, query: object, limit: int, expression: str) -> list[tuple[int, float]]:
+        """(key, score) best first from one field; hits of versions newer than this view are searched away."""
+        versions = self._view.versions
+        # milvus-lite returns BM25 scores negated, Milvus positive: BM25 is never negative
+        sparse = field_name.endswith("_sparse")
+        excluded: set[int] = set()
+        for _ in range(STALE_RETRIES + 1):
+            hits = self._index.client.search(
+                self._index.passages_collection, data=[query], anns_field=field_name, limit=min(limit, MAX_RESULTS),
+                filter=both(expression, _not_in("version", excluded)), output_fields=["version"],
+                consistency_level=CONSISTENCY,
+            )[0]
+            stale = {hit["entity"]["version"] for hit in hits} - versions
+            if not stale:
+                break
+            excluded |= stale
+        return [
+            (int(hit["key"]), abs(float(hit["distance"])) if sparse else float(hit["distance"]))
+            for hit in hits
+            if hit["entity"]["version"] in versions
+        ]
+
+    def passages(self, keys: Iterable[int]) -> dict[int, StoredPassage]:
+        """The passages of these keys in this view (keys of other versions are absent)."""
+        versions = self._view.versions
+        keys = [int(key) for key in keys]
+        found: dict[int, StoredPassage] = {}
+        for start in range(0, len(keys), 500):
+            rows = self._index.client.query(
+                self._index.passages_collection, filter=_key_in(keys[start : start + 500]),
+                output_fields=[*_PASSAGE_FIELDS, "version"], consistency_level=CONSISTENCY,
+            )
+            found.update((int(row["key"]), _stored_passage(row)) for row in rows if row["version"] in versions)
+        return found
+
+    def vectors(self, key: int) -> dict[str, np.ndarray]:
+        """Each encoder's vector of one passage of this view (KeyError when absent)."""
+        rows = self._index.client.query(
+            self._index.passages_collection, filter=f"key == {int(key)}",
+            output_fields=["version", *self._index.encoders], consistency_level=CONSISTENCY,
+        )
+        if not rows or rows[0]["version"] not in self._view.versions:
+            raise KeyError(key)
+        return {name: np.asarray(rows[0][name], dtype=np.float32) for name in self._index.encoders}
 
 
 _LEDGER_FIELDS = [
@@ -741,9 +811,17 @@ _LEDGER_FIELDS = [
 _PASSAGE_FIELDS = ["key", "id", "document", "title", "heading", "text", "start", "end", "position"]
 
 
+def _key_in(keys: Iterable[int]) -> str:
+    return f"key in [{', '.join(map(str, keys))}]"
+
+
 def _not_in(field_name: str, values: Iterable[int]) -> str:
     values = sorted(values)
     return f"{field_name} not in [{', '.join(map(str, values))}]" if values else ""
+
+
+def _epoch(generation: str | None) -> str | None:
+    return generation.split("/", 1)[0] if generation else None
 
 
 def _copy(moments: Moments) -> Moments:
@@ -778,7 +856,7 @@ def _ledger_row(row: Mapping) -> LedgerRow:
 
 def _stored_passage(row: Mapping) -> StoredPassage:
     passage = Passage(
-        id=row["id"], document_id=row["document"], document_title=row["title"], heading=row["heading"] or None,
+        id=row["id"], document_id=row["document"], document_title=row["title"], heading=row["heading"],
         text=row["text"], start=int(row["start"]), end=int(row["end"]), position=int(row["position"]),
     )
     return StoredPassage(key=int(row["key"]), passage=passage)
