@@ -18,6 +18,7 @@ import pytest
 from milvus_server import EXTERNAL_URI, MilvusLiteServer, collection_name
 
 from qa.documents.passages import split_document
+from qa.errors import InvalidInput
 from qa.index.milvus import (
     COMMITTED,
     WRITING,
@@ -247,3 +248,74 @@ def test_an_unreachable_milvus_is_reported_not_hung(tmp_path: Path):
 
     with pytest.raises(MilvusUnavailable, match="Milvus at"):
         MilvusPassageIndex(f"http://127.0.0.1:{free_port()}", SPECS, collection="nothing", connect_timeout=2)
+
+
+def moments_of(index: MilvusPassageIndex, name: str, question: str) -> tuple[float, float]:
+    with index.reading() as view:
+        [channel] = view.score(Query({name: vector(question, ENCODERS[name][0])}), [name])
+    return channel.mean, channel.std
+
+
+def exact_moments(index: MilvusPassageIndex, name: str, question: str, vectors: dict[str, np.ndarray]) -> tuple:
+    local = VectorIndex(ENCODERS[name][0])
+    keys = [stored.key for stored in index.iter_passages()]
+    local.add(np.array(keys), np.stack([vectors[stored.passage.text] for stored in index.iter_passages()]))
+    return local.score_moments(vector(question, ENCODERS[name][0]))
+
+
+def test_vectors_rewritten_in_place_make_every_replica_fold_its_moments_again(replicas):
+    writer, reader = replicas
+    for number in range(3):
+        writer.write_document(*document(f"doc-{number}", f"第{number}份文件的内容各不相同{'！' * number}"))
+    before = moments_of(reader, "dense", "问题")
+    stored = list(writer.iter_passages())
+    assert writer.embedding_keys("dense") == {s.key: hashlib.sha256(f"dense:{s.passage.text}".encode()).hexdigest() for s in stored}
+    replaced = {s.passage.text: vector(s.passage.text[::-1], 8) for s in stored}
+    writer.write_embeddings("dense", [(s.key, Embedding("0" * 64, replaced[s.passage.text])) for s in stored])
+    after = moments_of(reader, "dense", "问题")
+    assert after != pytest.approx(before)
+    assert after == pytest.approx(exact_moments(reader, "dense", "问题", replaced), abs=1e-6)
+    assert set(writer.embedding_keys("dense").values()) == {"0" * 64}
+
+
+def test_terms_rewritten_in_place_are_what_keyword_search_finds(replicas):
+    writer, reader = replicas
+    writer.write_document(*document("renamed", "李小娜在厨房。"))
+    [stored] = writer.iter_passages()
+    writer.update_terms([(stored.key, ["莜面"], ["youmian"])])
+    assert found_documents(reader, "莜面") == {"renamed"}
+    assert reader.term_frequencies(["李小娜", "莜面"]) == {"李小娜": 0, "莜面": 1}
+
+
+def test_retired_versions_are_deleted_after_their_retention_and_late_replicas_still_fold_exactly(
+    replicas, milvus_uri, monkeypatch
+):
+    import qa.index.milvus as milvus
+
+    writer, reader = replicas
+    texts = {"keep": "留下来的文件。", "churn": "会被改写的文件。"}
+    for document_id, text in texts.items():
+        writer.write_document(*document(document_id, text))
+    reader.count_passages()  # the reader folds now, then misses the next writes
+    monkeypatch.setattr(milvus, "RETENTION_SECONDS", 0.0)
+    writer.write_document(*document("churn", "改写之后的文件。"))
+    writer.delete_document("keep")
+    writer.write_document(*document("fresh", "新来的文件。"))  # its write collects the garbage
+    ledger = writer.client.query(writer.documents_collection, filter="", output_fields=["document", "state"])
+    assert sorted((row["document"], row["state"]) for row in ledger) == [("churn", "committed"), ("fresh", "committed")]
+    # the reader's old versions are gone from Milvus before it could subtract them: it folds from scratch
+    vectors = {text: vector(text, 8) for text in ("改写之后的文件。", "新来的文件。")}
+    assert moments_of(reader, "dense", "问题") == pytest.approx(exact_moments(reader, "dense", "问题", vectors), abs=1e-6)
+    assert reader.count_passages() == 2
+
+
+def test_an_index_opened_without_encoders_lists_and_deletes(replicas, milvus_uri):
+    writer, _ = replicas
+    writer.write_document(*document("listed", "可以列出的文件。"))
+    documents_only = MilvusPassageIndex(milvus_uri, {}, collection=writer.collection)
+    assert [d.id for d in documents_only.documents()] == ["listed"]
+    with pytest.raises(InvalidInput):
+        documents_only.write_document(*document("nope", "不能添加。"))
+    assert documents_only.delete_document("listed").id == "listed"
+    assert writer.count_documents() == 0
+    documents_only.close()
