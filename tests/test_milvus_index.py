@@ -281,6 +281,7 @@ def test_vectors_rewritten_in_place_make_every_replica_fold_its_moments_again(re
 def test_terms_rewritten_in_place_are_what_keyword_search_finds(replicas):
     writer, reader = replicas
     writer.write_document(*document("renamed", "李小娜在厨房。"))
+    assert reader.term_frequencies(["李小娜"]) == {"李小娜": 1}  # the reader has counted once
     [stored] = writer.iter_passages()
     writer.update_terms([(stored.key, ["莜面"], ["youmian"])])
     assert found_documents(reader, "莜面") == {"renamed"}

@@ -39,6 +39,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,19 +131,24 @@ class Moments:
         return mean, max(variance, 1e-12) ** 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class View:
-    """What a replica knows of the ledger: the visible version of each document, and the moments over them."""
+    """What a replica knows of the ledger: the visible version of each document, and statistics over them.
+
+    ``frequencies`` (term -> passages containing it) is shared between successive views and
+    updated in place, so a search running across a write may see a term count a moment early.
+    """
 
     generation: str | None
     visible: dict[str, LedgerRow]  # document id -> its visible version
     hidden: frozenset[int]  # versions in the ledger that no search may see
     moments: dict[str, Moments]
+    frequencies: Counter[str]
     passages: int
+    versions: frozenset[int] = frozenset()
 
-    @property
-    def versions(self) -> frozenset[int]:
-        return frozenset(row.version for row in self.visible.values())
+
+EMPTY_VIEW = View(None, {}, frozenset(), {}, Counter(), 0)
 
 
 def encode_term(term: str) -> str:
@@ -246,8 +252,7 @@ class MilvusPassageIndex:
         # Milvus Lite does not serialise writes to a collection; within one process this lock does
         # (Milvus itself needs no such care, and writers in other processes coordinate by versions).
         self._write_lock = threading.Lock()
-        self._view = View(None, {}, frozenset(), {}, 0)
-        self._frequencies: tuple[str | None, dict[str, int]] = (None, {})
+        self._view = EMPTY_VIEW
         try:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             self._open_collections()
@@ -370,15 +375,15 @@ class MilvusPassageIndex:
         """Keep a value with the index."""
         self.client.upsert(self.meta_collection, [{"name": key, "value": value, PLACEHOLDER: [1.0, 0.0]}])
 
-    def _bump_generation(self, vectors_changed: bool = False) -> None:
-        """Tell every replica that the ledger changed (or, with ``vectors_changed``, stored vectors did).
+    def _bump_generation(self, rewritten: bool = False) -> None:
+        """Tell every replica that the ledger changed (or, with ``rewritten``, that passage rows did).
 
         The generation is ``epoch/token``: a new token makes replicas fold the versions that came
-        and went; a new epoch (vectors rewritten in place, e.g. after a model change) makes them
-        fold everything again.
+        and went; a new epoch (vectors or terms rewritten in place, after a model or term-rule
+        change) makes them fold everything again.
         """
         epoch = int(self.meta("vectors_epoch") or 0)
-        if vectors_changed:
+        if rewritten:
             epoch += 1
             self.set_meta("vectors_epoch", str(epoch))
         self.set_meta("generation", f"{epoch}/{secrets.token_hex(16)}")
@@ -395,7 +400,7 @@ class MilvusPassageIndex:
             return self._view
 
     def _fold(self, view: View, rows: list[LedgerRow], generation: str | None) -> View:
-        """The new view: the moments follow the versions that became visible or invisible."""
+        """The new view: moments and term counts follow the versions that became visible or invisible."""
         visible: dict[str, LedgerRow] = {}
         for row in rows:
             if row.state == COMMITTED and (
@@ -407,29 +412,41 @@ class MilvusPassageIndex:
         added = [now_versions[v] for v in now_versions.keys() - before.keys()]
         removed = [before[v] for v in before.keys() - now_versions.keys()]
         moments = {name: _copy(view.moments[name]) for name in self.encoders if name in view.moments}
-        rebuild = len(moments) < len(self.encoders) or _epoch(view.generation) != _epoch(generation)
+        frequencies = view.frequencies
+        rebuild = view.generation is None or len(moments) < len(self.encoders)
+        rebuild = rebuild or _epoch(view.generation) != _epoch(generation)
         if not rebuild:
             for changed, sign in ((added, 1), (removed, -1)):
-                if self._fold_versions(moments, changed, sign) < sum(row.document.passages for row in changed):
+                if self._fold_versions(moments, frequencies, changed, sign) < sum(r.document.passages for r in changed):
                     rebuild = True  # a version was deleted before this replica subtracted it
                     break
         if rebuild:
             moments = {name: Moments(spec.dimension) for name, spec in self.encoders.items()}
-            self._fold_versions(moments, list(visible.values()), 1)
-        hidden = frozenset(row.version for row in rows) - now_versions.keys()
-        passages = sum(row.document.passages for row in visible.values())
-        return View(generation, visible, hidden, moments, passages)
+            frequencies = Counter()
+            self._fold_versions(moments, frequencies, list(visible.values()), 1)
+        return View(
+            generation, visible, hidden=frozenset(row.version for row in rows) - now_versions.keys(), moments=moments,
+            frequencies=frequencies, passages=sum(row.document.passages for row in visible.values()),
+            versions=frozenset(now_versions),
+        )
 
-    def _fold_versions(self, moments: dict[str, Moments], rows: Sequence[LedgerRow], sign: int) -> int:
-        """Add (or subtract) the vectors of these versions' passages; returns how many passages were found."""
+    def _fold_versions(
+        self, moments: dict[str, Moments], frequencies: Counter[str], rows: Sequence[LedgerRow], sign: int
+    ) -> int:
+        """Add (or subtract) the vectors and terms of these versions' passages; returns how many were found."""
         found = 0
         versions = [row.version for row in rows]
         for start in range(0, len(versions), 200):
             expression = f"version in [{', '.join(map(str, versions[start : start + 200]))}]"
-            for batch in self._query_batches(self.passages_collection, expression, ["key", *moments]):
+            for batch in self._query_batches(self.passages_collection, expression, ["key", "terms", *moments]):
                 found += len(batch)
                 for name, moment in moments.items():
                     moment.add(np.array([row[name] for row in batch], dtype=np.float32), sign)
+                for row in batch:
+                    for term in set(row["terms"].split()):
+                        frequencies[term] += sign
+                        if frequencies[term] <= 0:
+                            del frequencies[term]
         return found
 
     # -- reading -----------------------------------------------------------------------------
@@ -535,25 +552,9 @@ class MilvusPassageIndex:
         return found
 
     def term_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many visible passages contain each term (Milvus' text match; cached until the next write)."""
-        view = self._current_view()
-        with self._lock:
-            generation, cached = self._frequencies
-            if generation != view.generation or generation is None:
-                cached = {}
-                self._frequencies = (view.generation, cached)
-        hidden = _not_in("version", view.hidden)
-        counts: dict[str, int] = {}
-        for term in dict.fromkeys(terms):
-            if term not in cached:
-                expression = both(f"text_match(terms, {string_literal(encode_term(term))})", hidden)
-                rows = self.client.query(
-                    self.passages_collection, filter=expression, output_fields=["count(*)"],
-                    consistency_level=CONSISTENCY,
-                )
-                cached[term] = int(rows[0]["count(*)"]) if rows else 0
-            counts[term] = cached[term]
-        return counts
+        """How many visible passages contain each term (counted by this replica as versions come and go)."""
+        frequencies = self._current_view().frequencies
+        return {term: frequencies.get(encode_term(term), 0) for term in terms}
 
     # -- writing -----------------------------------------------------------------------------
     def write_document(self, document: Document, text: str, passages: Sequence[NewPassage]) -> Document:
@@ -656,7 +657,7 @@ class MilvusPassageIndex:
             row[f"{encoder}_key"] = embedding.embedding_key
 
         self._rewrite_rows(dict(updates), change)
-        self._bump_generation(vectors_changed=True)
+        self._bump_generation(rewritten=True)
 
     def update_terms(self, updates: Sequence[tuple[int, list[str], list[str]]]) -> None:
         """Replace the (key, terms, names) of existing passages (after a term-rule change)."""
@@ -664,7 +665,7 @@ class MilvusPassageIndex:
             row["terms"], row["names"] = map(analysed_text, terms_and_names)
 
         self._rewrite_rows({key: (terms, names) for key, terms, names in updates}, change)
-        self._bump_generation()
+        self._bump_generation(rewritten=True)
 
     def _rewrite_rows(self, changes: Mapping[int, object], change_row: Callable[[dict, object], None]) -> None:
         """Read the rows of these keys, change each, upsert them back whole (Milvus 2.5 has no partial update)."""
