@@ -14,7 +14,7 @@ import sys
 import time
 
 from qa.config import SettingsError, add_arguments, settings_from_arguments
-from qa.corpus import open_library
+from qa.corpus import open_configured_library
 from qa.http.api import create_app
 from qa.http.operations import configure_logging
 from qa.vectors.embedder import load_encoders
@@ -43,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     def report_corpus(summary: dict[str, int]) -> None:
         log.info("corpus %s: %s", ", ".join(map(str, settings.corpus)), summary)
 
-    library = open_library(
-        settings.index_dir, embedder, settings.corpus, on_corpus=report_corpus, crosslingual=crosslingual,
-        budgets=settings.budgets(),
-        exact_search_limit=settings.exact_search_limit,
-    )
+    library = open_configured_library(settings, embedder, crosslingual, on_corpus=report_corpus)
     app = create_app(settings, library=library)
     log.info("warmed up (word segmenter, pinyin table, encoders) in %.1f s", library.warm_up())
 

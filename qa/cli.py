@@ -43,14 +43,11 @@ def positive_int(raw: str) -> int:
 
 
 def _open(settings: Settings, progress: bool = True) -> Library:
-    from qa.corpus import open_library
+    from qa.corpus import open_configured_library
     from qa.vectors.embedder import load_encoders
 
     embedder, crosslingual = load_encoders(settings)
-    return open_library(
-        settings.index_dir, embedder, settings.corpus, crosslingual=crosslingual, progress=progress,
-        exact_search_limit=settings.exact_search_limit,
-    )
+    return open_configured_library(settings, embedder, crosslingual, progress=progress)
 
 
 def _open_documents(settings: Settings) -> Library:

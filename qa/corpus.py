@@ -11,11 +11,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from qa.config import Settings
 from qa.documents.budgets import DEFAULT_BUDGETS, Budgets
 from qa.documents.ids import distinct_document_id, document_id_for
 from qa.documents.readers import read_document_file, supported_files
+from qa.index import open_passage_index
+from qa.index.passage_index import PassageIndex
 from qa.index.vector_index import DEFAULT_EXACT_LIMIT
-from qa.library import Library
+from qa.library import Library, encoder_specs, named_encoders
 from qa.vectors.embedder import Embedder
 
 CORPUS_SOURCE_PREFIX = "corpus:"
@@ -68,7 +71,7 @@ def sync_corpus(library: Library, paths: Iterable[Path]) -> dict[str, int]:
 
 
 def open_library(
-    index_dir: Path,
+    index: PassageIndex | Path,
     embedder: Embedder,
     corpus: Sequence[Path] = (),
     progress: bool = True,
@@ -77,9 +80,9 @@ def open_library(
     budgets: Budgets = DEFAULT_BUDGETS,
     exact_search_limit: int = DEFAULT_EXACT_LIMIT,
 ) -> Library:
-    """Open (or create) the local library in ``index_dir`` and bring the corpus documents up to date."""
+    """Open (or create) the library on an index (or a local index folder) and bring the corpus documents up to date."""
     library = Library(
-        index_dir, embedder, crosslingual=crosslingual, progress=progress, budgets=budgets,
+        index, embedder, crosslingual=crosslingual, progress=progress, budgets=budgets,
         exact_search_limit=exact_search_limit,
     )
     if corpus:
@@ -87,3 +90,15 @@ def open_library(
         if on_corpus:
             on_corpus(summary)
     return library
+
+
+def open_configured_library(
+    settings: Settings,
+    embedder: Embedder | None,
+    crosslingual: Embedder | None = None,
+    progress: bool = True,
+    on_corpus: Callable[[dict[str, int]], None] | None = None,
+) -> Library:
+    """The library the settings describe: its home (``--store``), its encoders, its corpus brought up to date."""
+    index = open_passage_index(settings, encoder_specs(named_encoders(embedder, crosslingual)))
+    return open_library(index, embedder, settings.corpus, progress, on_corpus, crosslingual, settings.budgets())

@@ -133,6 +133,13 @@ def default_document_id(text: str, title: str | None = None, metadata: dict | No
     return f"doc-{content_hash(text, title, dict(metadata or {}), source)[:12]}"
 
 
+def named_encoders(embedder: Embedder | None, crosslingual: Embedder | None = None) -> dict[str, Embedder]:
+    """The encoders by channel: ``dense`` (the model) and, when there is one, ``crosslingual``."""
+    if embedder is None:
+        return {}
+    return {"dense": embedder} | ({"crosslingual": crosslingual} if crosslingual is not None else {})
+
+
 def encoder_specs(encoders: dict[str, Embedder]) -> dict[str, EncoderSpec]:
     """What the index needs to know of each encoder."""
     return {name: EncoderSpec(name, model.name, model.identity, model.dimension) for name, model in encoders.items()}
@@ -158,15 +165,10 @@ class Library:
         exact_search_limit: int = DEFAULT_EXACT_LIMIT,
     ) -> None:
         self.budgets = budgets
-        self.encoders: dict[str, Embedder] = {}
-        if embedder is not None:
-            self.encoders["dense"] = embedder
-            if crosslingual is not None:
-                self.encoders["crosslingual"] = crosslingual
         # question vectors cached, every encoder call timed (exported by /metrics)
         self.encoders = {
             name: model if isinstance(model, ServingEncoder) else ServingEncoder(name, model)
-            for name, model in self.encoders.items()
+            for name, model in named_encoders(embedder, crosslingual).items()
         }
         self.embedder = self.encoders.get("dense")
         self.warmed_up = False

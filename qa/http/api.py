@@ -459,15 +459,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, library: Libr
     check_api_key(settings_value.api_key)
     check_cors_origins(settings_value.cors_origins)
     if library is None:
-        from qa.corpus import open_library
+        from qa.corpus import open_configured_library
         from qa.vectors.embedder import load_encoders
 
         embedder, crosslingual = load_encoders(settings_value)
-        library = open_library(
-            settings_value.index_dir, embedder, settings_value.corpus, crosslingual=crosslingual,
-            budgets=settings_value.budgets(),
-            exact_search_limit=settings_value.exact_search_limit,
-        )
+        library = open_configured_library(settings_value, embedder, crosslingual)
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     # JSON requests are small; routes declared with body_limit="upload" raise it to max_upload_bytes
