@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import statistics
 import sys
 import time
@@ -118,6 +119,26 @@ def benchmark_library(
         library.add_document(document["text"], document["id"], title=document.get("title"), source="eval")
     library.checkpoint()
     return library
+
+
+def milvus_library(local: Library, benchmark: Benchmark, uri: str) -> Library:
+    """The same documents in a Milvus home (copied from the local cache, nothing re-embedded)."""
+    from qa.index.copy import copy_documents
+    from qa.index.milvus import MilvusPassageIndex
+    from qa.library import passage_terms
+
+    collection = "eval_" + re.sub(r"\W", "_", benchmark.name) + "_" + hashlib.sha256(
+        json.dumps({name: spec.identity for name, spec in local.index.encoders.items()}).encode()
+    ).hexdigest()[:10]
+    index = MilvusPassageIndex(uri, local.index.encoders, collection=collection)
+    wanted = {document["id"] for document in benchmark.documents}
+    for document in index.documents(limit=1_000_000):
+        if document.id not in wanted:
+            index.delete_document(document.id)
+    with tqdm(total=local.count_documents(), desc=f"copying {benchmark.name} to Milvus", unit="doc") as bar:
+        copy_documents(local.index, index, passage_terms, progress=bar.update)
+    index.checkpoint()
+    return Library(index, local.embedder, crosslingual=local.encoders.get("crosslingual"), progress=True)
 
 
 def first_correct_rank(question: Question, hits: Sequence[Hit]) -> int | None:
@@ -229,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-crosslingual", action="store_true", help="do not use the second (USE-m) encoder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    parser.add_argument("--store", default="local",
+                        help="'local', or a Milvus URI: evaluate the Milvus home (copied from the local cache)")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -246,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     embedder, crosslingual = load_encoders(settings)
     library = benchmark_library(benchmark, embedder, arguments.cache_dir, crosslingual)
+    if arguments.store != "local":
+        local, library = library, milvus_library(library, benchmark, arguments.store)
+        local.close()
     rows = [
         evaluate(library, questions, mode, unanswerable) for mode in arguments.modes.split(",") if mode
     ]
