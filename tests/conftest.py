@@ -200,3 +200,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     artifacts = config.stash.get(_browser_artifacts_key, None)
     if artifacts is not None:
         terminalreporter.write_line(f"browser test screenshots: {artifacts}")
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory):
+    """A Milvus-protocol server for the Milvus home's tests: milvus-lite in its own process, or QA_TEST_MILVUS_URI."""
+    from milvus_server import EXTERNAL_URI, MilvusLiteServer
+
+    if EXTERNAL_URI:
+        yield EXTERNAL_URI
+        return
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-data"))
+    try:
+        yield server.uri
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from milvus_server import EXTERNAL_URI, MilvusLiteServer, collection_name
+from milvus_server import collection_name
 
 from qa.documents.passages import split_document
 from qa.errors import InvalidInput
@@ -35,18 +35,6 @@ from qa.vectors.lexical import lexical_terms, name_terms, query_terms
 ENCODERS = {"dense": (8, "fake-8"), "crosslingual": (6, "fake-6")}
 SPECS = {name: EncoderSpec(name, identity, identity, dimension) for name, (dimension, identity) in ENCODERS.items()}
 CHANNELS = ("dense", "crosslingual", "lexical", "names")
-
-
-@pytest.fixture(scope="module")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if EXTERNAL_URI:
-        yield EXTERNAL_URI
-        return
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-data"))
-    try:
-        yield server.uri
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from milvus_server import EXTERNAL_URI, PROJECT_ROOT, MilvusLiteServer, Replica, collection_name
+from milvus_server import PROJECT_ROOT, Replica, collection_name
 
 KITCHEN = "李小娜在和顺县的厨房工作，她做的莜面远近闻名，每天清晨五点开始和面。"
 GARDEN = "太原市迎泽区的社区花园由退休教师王建国打理，种了三十多种蔬菜和花卉。"
@@ -49,18 +49,6 @@ def ask(base_url: str, question: str, **fields) -> list[dict]:
 
 def documents_of(hits: list[dict]) -> list[str]:
     return [hit["document"] for hit in hits]
-
-
-@pytest.fixture(scope="module")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if EXTERNAL_URI:
-        yield EXTERNAL_URI
-        return
-    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-replicas"))
-    try:
-        yield server.uri
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ joins by adding itself to ``HOMES``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 from qa.documents.passages import Passage
 from qa.index.local import LocalPassageIndex
+from qa.index.milvus import MilvusPassageIndex
 from qa.index.passage_index import (
     Document,
     Embedding,
@@ -33,16 +36,24 @@ def local_home(folder: Path) -> PassageIndex:
     return LocalPassageIndex(folder, ENCODERS)
 
 
-HOMES = {"local": local_home}
+def milvus_home(folder: Path, uri: str) -> PassageIndex:
+    """Collections named after the folder: reopening the same folder opens the same collections."""
+    return MilvusPassageIndex(uri, ENCODERS, collection="contract_" + hashlib.sha256(str(folder).encode()).hexdigest()[:12])
+
+
+HOMES = {"local": local_home, "milvus": milvus_home}
 
 
 @pytest.fixture(params=sorted(HOMES))
 def open_home(request, tmp_path) -> Iterator:
     """A function that opens (or reopens) the home under test on one folder; every opened index is closed."""
     opened: list[PassageIndex] = []
+    home = HOMES[request.param]
+    if request.param == "milvus":  # a Milvus-protocol server (milvus-lite in its own process), started once
+        home = partial(home, uri=request.getfixturevalue("milvus_uri"))
 
     def open_index() -> PassageIndex:
-        index = HOMES[request.param](tmp_path / "index")
+        index = home(tmp_path / "index")
         opened.append(index)
         return index
 

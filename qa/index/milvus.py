@@ -311,7 +311,7 @@ class MilvusPassageIndex:
             index = self.client.prepare_index_params()
             for name, spec in sorted(self.encoders.items()):
                 schema.add_field(name, DataType.FLOAT_VECTOR, dim=spec.dimension)
-                schema.add_field(f"{name}_key", DataType.VARCHAR, max_length=64)
+                schema.add_field(f"{name}_key", DataType.VARCHAR, max_length=512)
                 # exact inner product (cosine of unit vectors), as the local home; see README, sizing, for HNSW
                 index.add_index(name, index_type="FLAT", metric_type="IP")
             for text_field in LEXICAL_FIELDS.values():
