@@ -41,6 +41,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -136,8 +137,9 @@ class Moments:
 class View:
     """What a replica knows of the ledger: the visible version of each document, and statistics over them.
 
-    ``frequencies`` (term -> passages containing it) is shared between successive views and
-    updated in place, so a search running across a write may see a term count a moment early.
+    ``frequencies`` (term -> passages containing it; kept on Milvus Lite only, where Milvus cannot
+    count them quickly) is shared between successive views and updated in place, so a search
+    running across a write may see a term count a moment early.
     """
 
     generation: str | None
@@ -254,12 +256,18 @@ class MilvusPassageIndex:
         # (Milvus itself needs no such care, and writers in other processes coordinate by versions).
         self._write_lock = threading.Lock()
         self._view = EMPTY_VIEW
+        self._counted: tuple[str | None, dict[str, int]] = (None, {})  # term counts of one generation
         self._flush_timer: threading.Timer | None = None
         try:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             # Milvus Lite searches unsealed rows by brute force (and rebuilds their BM25 index on every
             # search: 2.2 s against 0.5 s sealed, at 2,000 passages): the home seals them after writes
-            self._seal_after_writes = str(self.client.get_server_version()).startswith("milvus_lite")
+            lite = str(self.client.get_server_version()).startswith("milvus_lite")
+            self._seal_after_writes = lite
+            # Term document frequencies: Milvus counts them with its text-match index, a query per term;
+            # Milvus Lite evaluates text_match by tokenising every row (0.6 s a term at 2,000 passages),
+            # so there the replica counts terms itself as versions come and go (its collections are small)
+            self._fold_terms = lite
             self._open_collections()
             self._view = self._current_view()
         except MilvusException as error:
@@ -317,7 +325,7 @@ class MilvusPassageIndex:
             for text_field in LEXICAL_FIELDS.values():
                 schema.add_field(
                     text_field, DataType.VARCHAR, max_length=VARCHAR_LIMIT,
-                    enable_analyzer=True, analyzer_params={"tokenizer": "standard"},
+                    enable_analyzer=True, enable_match=text_field == "terms", analyzer_params={"tokenizer": "standard"},
                 )
                 schema.add_field(f"{text_field}_sparse", DataType.SPARSE_FLOAT_VECTOR)
                 schema.add_function(
@@ -443,11 +451,12 @@ class MilvusPassageIndex:
         versions = [row.version for row in rows]
         for start in range(0, len(versions), 200):
             expression = f"version in [{', '.join(map(str, versions[start : start + 200]))}]"
-            for batch in self._query_batches(self.passages_collection, expression, ["key", "terms", *moments]):
+            fields = ["key", *moments, *(["terms"] if self._fold_terms else [])]
+            for batch in self._query_batches(self.passages_collection, expression, fields):
                 found += len(batch)
                 for name, moment in moments.items():
                     moment.add(np.array([row[name] for row in batch], dtype=np.float32), sign)
-                for row in batch:
+                for row in batch if self._fold_terms else ():
                     for term in set(row["terms"].split()):
                         frequencies[term] += sign
                         if frequencies[term] <= 0:
@@ -557,9 +566,30 @@ class MilvusPassageIndex:
         return found
 
     def term_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many visible passages contain each term (counted by this replica as versions come and go)."""
-        frequencies = self._current_view().frequencies
-        return {term: frequencies.get(encode_term(term), 0) for term in terms}
+        """How many visible passages contain each term: counted by Milvus, or by this replica on Milvus Lite."""
+        view = self._current_view()
+        wanted = list(dict.fromkeys(terms))
+        if self._fold_terms:
+            return {term: view.frequencies.get(encode_term(term), 0) for term in wanted}
+        with self._lock:
+            if self._counted[0] != view.generation:
+                self._counted = (view.generation, {})
+            counted = self._counted[1]
+        hidden = _not_in("version", view.hidden)
+
+        def count(term: str) -> int:
+            match = f"text_match(terms, {string_literal(encode_term(term))})"
+            rows = self.client.query(
+                self.passages_collection, filter=both(match, hidden), output_fields=["count(*)"],
+                consistency_level=CONSISTENCY,
+            )
+            return int(rows[0]["count(*)"]) if rows else 0
+
+        missing = [term for term in wanted if term not in counted]
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                counted.update(zip(missing, pool.map(count, missing)))
+        return {term: counted[term] for term in wanted}
 
     # -- writing -----------------------------------------------------------------------------
     def write_document(self, document: Document, text: str, passages: Sequence[NewPassage]) -> Document:
