@@ -125,8 +125,8 @@ def hammer(port: int, questions: list[str], clients: int, seconds: float) -> dic
                 connection.request("POST", "/api/ask", body, {"Content-Type": "application/json"})
                 response = connection.getresponse()
                 payload = response.read()
-                ok = response.status == 200 and "hits" in json.loads(payload)
-                problem = "" if ok else f"HTTP {response.status}: {payload[:200]!r}"
+                ok = response.status == 200 and "results" in json.loads(payload)
+                problem = "" if ok else f"HTTP {response.status}: {payload[:200].decode(errors='replace')}"
             except (OSError, http.client.HTTPException, ValueError) as error:
                 problem = f"{type(error).__name__}: {error}"
                 connection.close()
