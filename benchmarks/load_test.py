@@ -78,6 +78,30 @@ class Process:
                 self.process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def measured(port: int, questions: list[str], clients: int, seconds: float, processes: dict[str, int]) -> dict:
+    """``hammer`` plus the CPU seconds each named process spent per request meanwhile."""
+    before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    result = hammer(port, questions, clients, seconds)
+    served = max(result["requests"] - result["errors"], 1)
+    result["cpu_ms_per_request"] = {
+        name: round((cpu_seconds(pid) - before[name]) * 1000 / served, 1) for name, pid in processes.items()
+    }
+    return result
+
+
 def start_replica(milvus_uri: str, collection: str, corpus: str) -> tuple[Process, int]:
     environment = {
         **os.environ, "QA_STORE": milvus_uri, "QA_MILVUS_COLLECTION": collection, "QA_CORPUS": corpus,
@@ -170,20 +194,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qa-load-") as scratch:
         try:
             milvus_uri = arguments.milvus_uri
+            milvus_process = None
             if not milvus_uri:
                 port = free_port()
                 milvus = Process([str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir",
                                   f"{scratch}/milvus", "--host", "127.0.0.1", "--port", str(port)])
                 started.append(milvus)
+                milvus_process = milvus
                 milvus.wait_for(re.compile("listening on"))
                 milvus_uri = f"http://127.0.0.1:{port}"
             collection = f"load{os.getpid()}"
             ports = []
+            replica_processes = []
             for number in range(arguments.replicas):
                 # the first replica indexes the bundled page; the others only serve what is in Milvus
                 corpus = str(ROOT / "data" / "shanxi-daily-2025-07-page.txt") if number == 0 else ""
                 replica, replica_port = start_replica(milvus_uri, collection, corpus)
                 started.append(replica)
+                replica_processes.append(replica)
                 ports.append(replica_port)
                 print(f"replica {number + 1} serving on 127.0.0.1:{replica_port}", flush=True)
             balancer_port = free_port()
@@ -196,11 +224,15 @@ def main() -> int:
                 raise RuntimeError("haproxy exited:\n" + "".join(balancer.lines))
             load = os.getloadavg()
             print(f"{arguments.clients} clients for {arguments.seconds:.0f} s through haproxy ...", flush=True)
-            balanced = hammer(balancer_port, questions, arguments.clients, arguments.seconds)
+            replicas = {f"replica{n}": process.process.pid for n, process in enumerate(replica_processes, 1)}
+            if milvus_process is not None:
+                replicas["milvus-lite"] = milvus_process.process.pid
+            balanced = measured(balancer_port, questions, arguments.clients, arguments.seconds, replicas)
             print(json.dumps(balanced), flush=True)
             print(f"{arguments.clients} clients for {arguments.seconds:.0f} s against replica 1 alone ...", flush=True)
-            single = hammer(ports[0], questions, arguments.clients, arguments.seconds)
+            single = measured(ports[0], questions, arguments.clients, arguments.seconds, replicas)
             print(json.dumps(single), flush=True)
+            memory_mb = {name: resident_mb(pid) for name, pid in replicas.items()}
         finally:
             for process in reversed(started):
                 process.stop()
@@ -210,6 +242,7 @@ def main() -> int:
         "balanced": balanced,
         "one_replica": single,
         "ratio_balanced_to_one": round(balanced["requests_per_second"] / max(single["requests_per_second"], 1e-9), 2),
+        "resident_memory_mb": memory_mb,
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(value, 2) for value in load],
         "milvus": arguments.milvus_uri or "milvus-lite (started by the script)",
