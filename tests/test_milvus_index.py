@@ -310,3 +310,10 @@ def test_an_index_opened_without_encoders_lists_and_deletes(replicas, milvus_uri
     assert documents_only.delete_document("listed").id == "listed"
     assert writer.count_documents() == 0
     documents_only.close()
+
+
+def test_milvus_versions_are_compared_as_numbers():
+    from qa.index.milvus import MINIMUM_MILVUS_VERSION, _version_tuple
+
+    assert _version_tuple("v2.4.13") < _version_tuple(MINIMUM_MILVUS_VERSION) <= _version_tuple("v2.5.0")
+    assert _version_tuple("v2.10.1-gpu") > _version_tuple("2.5.9") and _version_tuple("2.6") == (2, 6, 0)

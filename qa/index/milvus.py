@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -106,15 +106,16 @@ class LedgerRow:
 class Moments:
     """Count, sum and sum of outer products of one encoder's vectors over the visible passages."""
 
-    dimension: int
-    count: int = 0
-    sum: np.ndarray = field(default=None)  # type: ignore[assignment]
-    outer: np.ndarray = field(default=None)  # type: ignore[assignment]
+    count: int
+    sum: np.ndarray
+    outer: np.ndarray
 
-    def __post_init__(self) -> None:
-        if self.sum is None:
-            self.sum = np.zeros(self.dimension, dtype=np.float64)
-            self.outer = np.zeros((self.dimension, self.dimension), dtype=np.float64)
+    @classmethod
+    def empty(cls, dimension: int) -> Moments:
+        return cls(0, np.zeros(dimension, dtype=np.float64), np.zeros((dimension, dimension), dtype=np.float64))
+
+    def copy(self) -> Moments:
+        return Moments(self.count, self.sum.copy(), self.outer.copy())
 
     def add(self, vectors: np.ndarray, sign: int = 1) -> None:
         if len(vectors):
@@ -262,7 +263,13 @@ class MilvusPassageIndex:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             # Milvus Lite searches unsealed rows by brute force (and rebuilds their BM25 index on every
             # search: 2.2 s against 0.5 s sealed, at 2,000 passages): the home seals them after writes
-            lite = str(self.client.get_server_version()).startswith("milvus_lite")
+            version = str(self.client.get_server_version())
+            lite = version.startswith("milvus_lite")
+            if not lite and _version_tuple(version) < _version_tuple(MINIMUM_MILVUS_VERSION):
+                raise MilvusUnavailable(
+                    f"Milvus at {uri} is version {version}; this service needs Milvus {MINIMUM_MILVUS_VERSION} or"
+                    " later (BM25 functions and text_match for the keyword channels)"
+                )
             self._seal_after_writes = lite
             # Term document frequencies: Milvus counts them with its text-match index, a query per term;
             # Milvus Lite evaluates text_match by tokenising every row (0.6 s a term at 2,000 passages),
@@ -424,7 +431,7 @@ class MilvusPassageIndex:
         before = {row.version: row for row in view.visible.values()}
         added = [now_versions[v] for v in now_versions.keys() - before.keys()]
         removed = [before[v] for v in before.keys() - now_versions.keys()]
-        moments = {name: _copy(view.moments[name]) for name in self.encoders if name in view.moments}
+        moments = {name: view.moments[name].copy() for name in self.encoders if name in view.moments}
         frequencies = view.frequencies
         rebuild = view.generation is None or len(moments) < len(self.encoders)
         rebuild = rebuild or _epoch(view.generation) != _epoch(generation)
@@ -434,7 +441,7 @@ class MilvusPassageIndex:
                     rebuild = True  # a version was deleted before this replica subtracted it
                     break
         if rebuild:
-            moments = {name: Moments(spec.dimension) for name, spec in self.encoders.items()}
+            moments = {name: Moments.empty(spec.dimension) for name, spec in self.encoders.items()}
             frequencies = Counter()
             self._fold_versions(moments, frequencies, list(visible.values()), 1)
         return View(
@@ -883,12 +890,14 @@ def _not_in(field_name: str, values: Iterable[int]) -> str:
     return f"{field_name} not in [{', '.join(map(str, values))}]" if values else ""
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``v2.5.10`` or ``2.4.0-rc`` as (2, 5, 10) / (2, 4, 0); unreadable parts count as 0."""
+    numbers = [int(part) if part.isdigit() else 0 for part in version.lstrip("v").split("-")[0].split(".")[:3]]
+    return tuple(numbers + [0] * (3 - len(numbers)))
+
+
 def _epoch(generation: str | None) -> str | None:
     return generation.split("/", 1)[0] if generation else None
-
-
-def _copy(moments: Moments) -> Moments:
-    return Moments(moments.dimension, moments.count, moments.sum.copy(), moments.outer.copy())
 
 
 def _ledger_record(version: int, document: Document, state: str) -> dict:
