@@ -52,7 +52,9 @@ def _open(settings: Settings, progress: bool = True) -> Library:
 
 def _open_documents(settings: Settings) -> Library:
     """The index without its encoders: listing and removing documents need no model (and start in a blink)."""
-    return Library(settings.index_dir, progress=False)
+    from qa.index import open_passage_index
+
+    return Library(open_passage_index(settings, {}), progress=False)
 
 
 BOLD, PLAIN = "\033[1m", "\033[0m"

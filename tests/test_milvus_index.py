@@ -310,6 +310,9 @@ def test_an_index_opened_without_encoders_lists_and_deletes(replicas, milvus_uri
     assert documents_only.delete_document("listed").id == "listed"
     assert writer.count_documents() == 0
     documents_only.close()
+    nothing_yet = MilvusPassageIndex(milvus_uri, {}, collection=collection_name("empty"))
+    assert nothing_yet.documents() == [] and nothing_yet.delete_document("any") is None
+    nothing_yet.close()
 
 
 def test_milvus_versions_are_compared_as_numbers():

@@ -288,15 +288,10 @@ class MilvusPassageIndex:
     def _open_collections(self) -> None:
         """Create the collections when missing (any replica may be first), load them, check the encoders."""
         wanted = json.dumps({name: [spec.dimension, spec.identity] for name, spec in sorted(self.encoders.items())})
-        if not self.encoders:
-            if not self.client.has_collection(self.documents_collection):
-                raise MilvusUnavailable(
-                    f"Milvus at {self.uri} has no collections {self.collection}_*: nothing was indexed there yet"
-                )
-        else:
-            self._create_collections()
+        self._create_collections()
         for name in (self.passages_collection, self.documents_collection, self.meta_collection):
-            self.client.load_collection(name)
+            if self.client.has_collection(name):  # without encoders, the passages may not exist yet
+                self.client.load_collection(name)
         recorded = self.meta("collection:encoders")
         if recorded is None and self.encoders:
             self.set_meta("collection:encoders", wanted)
@@ -310,7 +305,7 @@ class MilvusPassageIndex:
     def _create_collections(self) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
-        if not self.client.has_collection(self.passages_collection):
+        if self.encoders and not self.client.has_collection(self.passages_collection):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("key", DataType.INT64, is_primary=True)
             schema.add_field("id", DataType.VARCHAR, max_length=1024)
