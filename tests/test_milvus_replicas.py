@@ -52,8 +52,15 @@ def documents_of(hits: list[dict]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def collection() -> str:
-    return collection_name("replicas")
+def collection(milvus_uri: str) -> Iterator[str]:
+    name = collection_name("replicas")
+    yield name
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_uri)  # leave nothing behind on a shared Milvus (QA_TEST_MILVUS_URI)
+    for suffix in ("passages", "documents", "meta"):
+        client.drop_collection(f"{name}_{suffix}")
+    client.close()
 
 
 @pytest.fixture(scope="module")

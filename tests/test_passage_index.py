@@ -63,6 +63,11 @@ def open_home(request, tmp_path) -> Iterator:
             index.close()
         except Exception:  # already closed by the test
             pass
+    if request.param == "milvus":  # leave nothing behind on a shared Milvus (QA_TEST_MILVUS_URI)
+        cleaner = home(tmp_path / "index")
+        for name in (cleaner.passages_collection, cleaner.documents_collection, cleaner.meta_collection):
+            cleaner.client.drop_collection(name)
+        cleaner.close()
 
 
 def unit(axis: int, noise: float = 0.1) -> np.ndarray:
