@@ -39,9 +39,14 @@ def embedder(backend: str):
 
 
 @pytest.fixture(scope="module")
-def torch_vectors(bundled_model_folder):
+def torch_model(bundled_model_folder):
+    return embedder("torch")
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(torch_model):
     """The reference: sentence-transformers + torch fp32 on the sample texts, page passages and questions."""
-    model = embedder("torch")
+    model = torch_model
     return {
         "queries": model.embed_queries(SAMPLE_TEXTS + GOLD_QUESTIONS),
         "passages": model.embed_passages(SAMPLE_TEXTS + PAGE_PASSAGES),
@@ -131,3 +136,8 @@ def test_export_is_redone_when_the_source_folder_changes(bundled_model_folder, t
     (copy / "config.json").write_text((bundled_model_folder / "config.json").read_text().replace("gelu", "relu"))
     assert not is_current_export(exported, copy)
     assert (exported / STAMP_FILE_NAME).is_file()
+
+
+def test_each_backend_counts_tokens_as_sentence_transformers_does(backend, torch_model):
+    name, model = backend
+    assert model.count_tokens(SAMPLE_TEXTS) == torch_model.count_tokens(SAMPLE_TEXTS)

