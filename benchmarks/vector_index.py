@@ -101,6 +101,7 @@ def main() -> int:
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--exact-limit", type=int, default=None, help="the service's limit (default: its setting)")
+    parser.add_argument("--noise", type=float, default=0.04, help="Gaussian noise per dimension before normalising")
     parser.add_argument("--hnsw", action="store_true", help="also build an HNSW index (slow) for comparison")
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
@@ -112,7 +113,8 @@ def main() -> int:
     results: dict = {"cpu_count": os.cpu_count(), "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg())}
     base, queries = real_vectors(arguments.queries)
     results["real_passage_vectors"] = len(base)
-    vectors = structured_vectors(base, arguments.vectors)
+    vectors = structured_vectors(base, arguments.vectors, noise=arguments.noise)
+    results["noise_per_dimension"] = arguments.noise
     keys = np.arange(arguments.vectors, dtype=np.int64) + 1
     results["vectors"] = arguments.vectors
     nearest = np.sort(base[:2000] @ base[:2000].T, axis=1)[:, -2]
