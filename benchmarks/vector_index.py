@@ -69,7 +69,7 @@ def real_vectors(limit_questions: int) -> tuple[np.ndarray, np.ndarray]:
     return passage_vectors, question_vectors
 
 
-def structured_vectors(base: np.ndarray, count: int, seed: int = 7, noise: float = 0.04) -> np.ndarray:
+def structured_vectors(base: np.ndarray, count: int, seed: int = 7, noise: float = 0.015) -> np.ndarray:
     """``count`` unit vectors: random two-way mixtures of real vectors plus Gaussian noise."""
     rng = np.random.default_rng(seed)
     out = np.empty((count, base.shape[1]), dtype=np.float32)
@@ -101,7 +101,8 @@ def main() -> int:
     parser.add_argument("--vectors", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--exact-limit", type=int, default=None, help="the service's limit (default: its setting)")
-    parser.add_argument("--noise", type=float, default=0.04, help="Gaussian noise per dimension before normalising")
+    parser.add_argument("--noise", type=float, default=0.015,
+                        help="Gaussian noise per dimension (0.015: neighbours as close as real ones)")
     parser.add_argument("--hnsw", action="store_true", help="also build an HNSW index (slow) for comparison")
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
