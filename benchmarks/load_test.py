@@ -184,7 +184,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--milvus-uri", default="", help="a running Milvus (default: start milvus-lite)")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "load-results.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "replicas-results.json")
     arguments = parser.parse_args()
     haproxy = shutil.which("haproxy")
     if haproxy is None:
