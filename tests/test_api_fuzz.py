@@ -45,6 +45,7 @@ def test_every_operation_answers_as_its_document_says(tmp_path):
     library = Library(tmp_path / "index", FakeEmbedder(), progress=False)
     for document_id, text in DOCUMENTS.items():
         library.add_document(text, document_id)
+    library.warm_up()  # a served library is warm: /api/ready answers 200, not its start-up 503
     try:
         with serving(create_app({"max_question_chars": 500}, library=library)) as url:
             result = fuzz(url, EXAMPLES_PER_OPERATION, seed=20251130, folder=tmp_path)
