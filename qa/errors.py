@@ -72,3 +72,33 @@ class QueueFull(QAError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CannotStart(QAError):
+    """The service cannot start as configured (port taken, model or folder missing); the message says what to change."""
+
+    code = "cannot_start"
+
+
+class ModelNotFound(CannotStart):
+    """A model setting that names no folder and no model in the local cache (nothing is downloaded at run time)."""
+
+    code = "model_not_found"
+
+
+class StorageFull(QAError):
+    """The disk holding the index is full; the write was rolled back and nothing of it was kept."""
+
+    code = "insufficient_storage"
+
+
+class ReadOnlyIndex(QAError):
+    """A write to an index opened read-only (``--read-only``)."""
+
+    code = "read_only"
+
+
+class DamagedIndex(CannotStart):
+    """The index's database failed its integrity check; the message names the repair command."""
+
+    code = "damaged_index"

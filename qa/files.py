@@ -37,6 +37,23 @@ def write_json_atomically(path: Path, data: object) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be created or changed in ``folder`` (made if missing), or None when they can.
+
+    Tried, not inferred from permission bits: a read-only mount refuses even root.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    for path in folder.iterdir():
+        if path.is_file() and not os.access(path, os.W_OK):
+            return f"{path.name} is not writable"
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 digest of a file's bytes, read in 1 MiB blocks; OSError when it cannot be read."""
     digest = hashlib.sha256()

@@ -27,7 +27,7 @@ from qa.documents.budgets import DEFAULT_BUDGETS, Budgets, check_document_chars
 from qa.documents.ids import validate_document_id
 from qa.documents.passages import Passage, split_document
 from qa.documents.text import clean_text, has_visible_text, to_simplified
-from qa.errors import EmptyDocument, InvalidInput, NotFound, QAError
+from qa.errors import EmptyDocument, InvalidInput, NotFound, QAError, ReadOnlyIndex
 from qa.index.passage_index import (
     LEXICAL_CHANNELS,
     ChannelScores,
@@ -163,6 +163,7 @@ class Library:
         progress: bool = True,
         budgets: Budgets = DEFAULT_BUDGETS,
         exact_search_limit: int = DEFAULT_EXACT_LIMIT,
+        read_only: bool = False,
     ) -> None:
         self.budgets = budgets
         # question vectors cached, every encoder call timed (exported by /metrics)
@@ -176,7 +177,9 @@ class Library:
         if isinstance(index, str | Path):
             from qa.index.local import LocalPassageIndex
 
-            index = LocalPassageIndex(Path(index), encoder_specs(self.encoders), exact_limit=exact_search_limit)
+            index = LocalPassageIndex(
+                Path(index), encoder_specs(self.encoders), exact_limit=exact_search_limit, read_only=read_only
+            )
         self.index: PassageIndex = index
         self._sentence_vectors = {name: VectorCache(model) for name, model in self.encoders.items()}
         for name in self.encoders:
@@ -199,6 +202,13 @@ class Library:
             for stored in self.index.iter_passages()
             if stored_keys.get(stored.key) != (key := embedding_key(model.identity, embedding_input(stored.passage)))
         ]
+        if stale and self.index.read_only:
+            raise ReadOnlyIndex(
+                f"{len(stale)} stored passages need new {encoder} vectors (the model is now {model.name}), which a"
+                " read-only index cannot store: open it once writable (without --read-only) to embed them"
+            )
+        if self.index.read_only:
+            return
         if stale:
             log.info("%s encoder is now %s: embedding %d stored passages", encoder, model.name, len(stale))
         with self._progress_bar(len(stale), f"embedding ({encoder})") as bar:
@@ -214,6 +224,11 @@ class Library:
         """Recompute lexical terms when the term rules changed (cheap: no model involved)."""
         if self.index.meta("lexical_version") == LEXICAL_VERSION:
             return
+        if self.index.read_only:
+            raise ReadOnlyIndex(
+                "the index's keyword terms were made by other rules, which a read-only index cannot update:"
+                " open it once writable (without --read-only)"
+            )
         updates = [(stored.key, *passage_terms(stored.passage)) for stored in self.index.iter_passages()]
         for start in range(0, len(updates), 1000):
             self.index.update_terms(updates[start : start + 1000])
@@ -453,6 +468,7 @@ class Library:
             "model": self.embedder.name if self.embedder else None,
             "dimension": self.embedder.dimension if self.embedder else None,
             "index": self.index.location,
+            "read_only": self.index.read_only,
         }
 
     def passage(self, passage_id: str) -> Passage:

@@ -36,8 +36,9 @@ def built_index(tmp_path_factory, small_corpus_file, bundled_model_folder) -> tu
     return index_dir, completed
 
 
-def index_flags(index_dir: Path, corpus: Path) -> list[str]:
-    return ["--index-dir", str(index_dir), "--corpus", str(corpus)]
+def index_flags(index_dir: Path) -> list[str]:
+    """Flags of a command on this index (only ``build`` takes a corpus: no other command syncs one)."""
+    return ["--index-dir", str(index_dir)]
 
 
 def test_build_writes_the_index_and_reports_its_size(built_index, small_corpus_file):
@@ -53,7 +54,7 @@ def test_build_writes_the_index_and_reports_its_size(built_index, small_corpus_f
 def test_ask_prints_json_lines_with_the_answering_passage_first_without_re_embedding(built_index, small_corpus_file):
     index_dir, _ = built_index
 
-    completed = run_cli("ask", "翼城县委书记是谁？", "--json", "--top-k", "3", *index_flags(index_dir, small_corpus_file))
+    completed = run_cli("ask", "翼城县委书记是谁？", "--json", "--top-k", "3", *index_flags(index_dir))
 
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.strip().splitlines()
@@ -71,7 +72,7 @@ def test_similar_prints_readable_numbered_passages_and_honours_top_k(built_index
     passages = split_document(small_corpus_file.read_text(encoding="utf-8"), small_corpus_file.stem)
     paragraph = next(passage for passage in passages if "高雅铭" in passage.text)
 
-    completed = run_cli("similar", paragraph.text, "--top-k", "2", *index_flags(index_dir, small_corpus_file))
+    completed = run_cli("similar", paragraph.text, "--top-k", "2", *index_flags(index_dir))
 
     assert completed.returncode == 0, completed.stderr
     numbered = re.findall(r"^(\d+)\. \[similarity (-?\d+\.\d+)\] .*\((\S+)\)$", completed.stdout, flags=re.MULTILINE)
@@ -93,7 +94,7 @@ def test_similar_prints_readable_numbered_passages_and_honours_top_k(built_index
     ],
 )
 def test_bad_flag_value_exits_non_zero_with_a_message_naming_the_flag(tmp_path, small_corpus_file, arguments, flag):
-    completed = run_cli(*arguments, *index_flags(tmp_path / "index", small_corpus_file))
+    completed = run_cli(*arguments, *index_flags(tmp_path / "index"))
 
     assert completed.returncode != 0, completed.stdout
     assert flag in completed.stderr, completed.stderr

@@ -8,6 +8,7 @@ its parts. How files are named as documents is checked without the model.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import subprocess
@@ -31,7 +32,7 @@ FAILING = {
 
 
 def index_flags(index_dir: Path) -> list[str]:
-    return ["--index-dir", str(index_dir), "--corpus", ""]
+    return ["--index-dir", str(index_dir)]
 
 
 def stored_document_ids(index_dir: Path) -> list[str]:
@@ -69,9 +70,13 @@ def cli_session(tmp_path_factory, bundled_model_folder) -> dict:
         (corpus / name).unlink()
     runs["second add"] = run_cli("add", str(corpus), *index_flags(index_dir))
     runs["list"] = run_cli("list", *index_flags(index_dir))
-    runs["remove"] = run_cli("remove", "alpha", *index_flags(index_dir))
-    runs["remove unknown"] = run_cli("remove", "no-such-document", *index_flags(index_dir))
+    runs["remove"] = run_cli("remove", "alpha", "no-such-document", "sub-beta", *index_flags(index_dir))
     runs["ids at the end"] = stored_document_ids(index_dir)
+
+    # a corpus built into its own index stays there: no other command syncs the default corpus
+    other_index = root / "other-index"
+    runs["build other corpus"] = run_cli("build", "--corpus", str(corpus / "sub"), *index_flags(other_index))
+    runs["list other index"] = run_cli("list", "--json", *index_flags(other_index))
     return {"corpus": corpus, "index_dir": index_dir, "unsupported": unsupported, **runs}
 
 
@@ -111,20 +116,24 @@ def test_list_shows_each_document_with_its_passage_count(cli_session):
     assert "平遥古城" in completed.stdout  # the title, readable
 
 
-def test_remove_deletes_the_document_and_says_so(cli_session):
+def test_remove_deletes_every_known_document_and_names_the_unknown_ones_with_exit_status_1(cli_session):
     completed = cli_session["remove"]
 
-    assert completed.returncode == 0, completed.stderr
-    assert "alpha" in completed.stdout
-    assert cli_session["ids at the end"] == ["sub-beta"]
+    assert completed.returncode == 1, completed.stderr
+    assert re.search(r"^removed alpha \(\d+ passages?\)$", completed.stdout, flags=re.MULTILINE), completed.stdout
+    assert re.search(r"^removed sub-beta \(\d+ passages?\)$", completed.stdout, flags=re.MULTILINE)
+    assert "no-such-document" in completed.stderr and "no-such-document" not in completed.stdout
+    assert cli_session["ids at the end"] == []
 
 
-def test_removing_an_unknown_id_exits_non_zero_naming_it(cli_session):
-    completed = cli_session["remove unknown"]
+def test_a_corpus_built_into_an_index_is_what_list_shows_there(cli_session):
+    built, listed = cli_session["build other corpus"], cli_session["list other index"]
 
-    assert completed.returncode != 0
-    assert "no-such-document" in completed.stderr
-    assert cli_session["ids at the end"] == ["sub-beta"]
+    assert built.returncode == 0, built.stderr
+    assert listed.returncode == 0, listed.stderr
+    documents = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [document["id"] for document in documents] == ["beta"]
+    assert documents[0]["source"].startswith("corpus:")
 
 
 def test_add_of_a_missing_path_exits_non_zero_before_loading_the_model(tmp_path):

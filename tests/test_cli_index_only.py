@@ -28,14 +28,14 @@ def no_encoders(monkeypatch):
 
 
 def test_list_reads_the_documents_without_loading_the_encoders(index_dir, no_encoders, capsys):
-    assert cli.main(["list", "--index-dir", str(index_dir), "--corpus", ""]) == 0
+    assert cli.main(["list", "--index-dir", str(index_dir)]) == 0
 
     printed = capsys.readouterr().out
     assert "3 documents" in printed and all(document_id in printed for document_id in DOCUMENTS)
 
 
 def test_remove_deletes_without_loading_the_encoders(index_dir, no_encoders, fake_embedder, capsys):
-    assert cli.main(["remove", "loufan", "--index-dir", str(index_dir), "--corpus", ""]) == 0
+    assert cli.main(["remove", "loufan", "--index-dir", str(index_dir)]) == 0
 
     assert "loufan" in capsys.readouterr().out
     library = Library(index_dir, fake_embedder, progress=False)

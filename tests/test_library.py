@@ -216,7 +216,7 @@ def test_unchanged_corpus_embeds_nothing_and_reports_every_file_unchanged(tmp_pa
     library = open_library(index_dir, embedder, corpus, progress=False, on_corpus=summaries.append)
     try:
         assert embedder.embedded == []
-        assert summaries == [{"added": 0, "replaced": 0, "unchanged": len(corpus), "removed": 0}]
+        assert summaries == [{"added": 0, "replaced": 0, "unchanged": len(corpus), "removed": 0, "failed": 0}]
         assert library.count() == PASSAGE_COUNT
     finally:
         library.close()
@@ -241,15 +241,19 @@ def test_corpus_file_deleted_from_a_corpus_folder_removes_its_document(tmp_path,
         library.close()
 
 
-def test_corpus_file_left_out_of_the_corpus_setting_removes_its_document_but_not_api_documents(tmp_path, index_dir):
+def test_a_sync_of_other_corpus_paths_keeps_the_documents_of_paths_it_was_not_given(tmp_path, index_dir):
+    # a sync owns only the paths it is given: `build --corpus docs2` (or a server started with the
+    # default corpus) must not drop what an earlier sync of other paths indexed; `qa remove` does that
     corpus = write_corpus(tmp_path / "corpus")
     library = open_library(index_dir, FakeEmbedder(), corpus, progress=False)
     library.add_document("晋祠博物馆今年推出夜游项目，游客可以在灯光中欣赏周柏、难老泉和圣母殿，感受千年古建的魅力。", "jinci")
     library.close()
 
-    library = open_library(index_dir, FakeEmbedder(), corpus[:1], progress=False)
+    summaries = []
+    library = open_library(index_dir, FakeEmbedder(), corpus[:1], progress=False, on_corpus=summaries.append)
     try:
-        assert {document.id for document in library.documents()} == {"taiyuan", "jinci"}
+        assert {document.id for document in library.documents()} == {"taiyuan", "loufan", "pingyao", "jinci"}
+        assert summaries[0]["removed"] == 0
     finally:
         library.close()
 

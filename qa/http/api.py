@@ -20,7 +20,19 @@ from qa.config import Settings, check_api_key, check_cors_origins
 from qa.documents.ids import document_id_for
 from qa.documents.passages import Passage
 from qa.documents.readers import read_document_bytes
-from qa.errors import Conflict, InvalidInput, NotFound, QAError, QueueFull, TooLarge, UnsupportedFormat
+from qa.errors import (
+    Conflict,
+    DamagedIndex,
+    InvalidInput,
+    NotFound,
+    QAError,
+    QueueFull,
+    ReadOnlyIndex,
+    StorageFull,
+    TooLarge,
+    UnsupportedFormat,
+)
+from qa.http.admission import reads_allowed
 from qa.http.docs import register_docs
 from qa.http.metrics import install_metrics
 from qa.http.models import (
@@ -72,6 +84,9 @@ STATUS_OF_DOMAIN_ERROR: dict[type[QAError], int] = {
     InvalidInput: 400,
     Conflict: 409,
     QueueFull: 503,
+    ReadOnlyIndex: 403,
+    StorageFull: 507,
+    DamagedIndex: 503,
 }
 
 
@@ -371,8 +386,14 @@ def document_delete(document_id: str):
 @api.get("/health")
 @endpoint(responses={200: HealthBody}, access="open", tags=["service"])
 def health():
-    """Whether the service is up, and what it serves (always open, even when reads need the key)."""
-    return HealthBody(status="ok", **library().status())
+    """Whether the service is up, and what it serves (always open, even when reads need the key).
+
+    Where the index lives on the server's disk is shown only to callers who may read.
+    """
+    status = library().status()
+    if not reads_allowed(current_app.extensions["qa_settings"], request.headers.get("Authorization", "")):
+        status["index"] = None
+    return HealthBody(status="ok", **status)
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -522,4 +522,7 @@ class HealthBody(Body):
     documents: int
     model: str | None = Field(description="the dense model (null when the index is opened without one)")
     dimension: int | None
-    index: str = Field(description="where the index lives")
+    index: str | None = Field(
+        description="where the index lives; null unless the caller may read (with QA_PROTECT_READS, send the key)"
+    )
+    read_only: bool = Field(description="whether the index is served read-only (QA_READ_ONLY): writes answer 403")

@@ -26,7 +26,6 @@ says it: 400, 401 (when a key may apply), 413, 415 and 500 are added where they 
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -37,6 +36,7 @@ from spectree import SpecTree
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from werkzeug.exceptions import BadRequest
 
+from qa.http.admission import refusal, route_of
 from qa.http.models import ErrorBody
 
 Access = Literal["open", "read", "write"]
@@ -101,7 +101,7 @@ def endpoint(
     if access != "open":
         statuses.add(401)
     if access == "write":
-        statuses.add(403)
+        statuses |= {403, 507}  # another origin or a read-only server; a full disk
     models = {f"HTTP_{status}": model for status, model in responses.items()}
     models.update({f"HTTP_{status}": ErrorBody for status in sorted(statuses)})
 
@@ -131,16 +131,21 @@ def endpoint(
 
 # -- checking a request before its view -------------------------------------------------------------
 def prepare_request() -> Response | None:
-    """``before_request`` of the app: key, origin, body limit and JSON syntax, before spectree reads the body."""
+    """``before_request`` of the app: key, read-only mode, body limit, origin and JSON syntax, before
+    spectree reads the body (the WSGI server asked the first three already; see ``qa.http.admission``)."""
     if request.method == "OPTIONS":
         return None  # a CORS preflight carries no key and no body; Flask answers it
     view = current_app.view_functions.get(request.endpoint or "")
-    access: Access = getattr(view, "access", "open")
-    require_key(access)
-    if access == "write":
-        refuse_cross_site_writes()
+    route = route_of(view) if view is not None else None
     settings = current_app.extensions["qa_settings"]
-    if getattr(view, "body_limit", "request") == "upload":
+    refused = refusal(
+        settings, route, request.method, request.headers.get("Authorization", ""), request.content_length
+    )
+    if refused is not None:
+        raise ApiError(refused.status, refused.code, refused.message)
+    if route is not None and route.access == "write":
+        refuse_cross_site_writes()
+    if route is not None and route.body_limit == "upload":
         request.max_content_length = settings.max_upload_bytes
         # werkzeug buffers multipart data up to max_form_memory_size, file parts included
         request.max_form_memory_size = max(settings.max_request_bytes, settings.max_upload_bytes)
@@ -170,21 +175,6 @@ def read_json_object(also: str = "") -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object, e.g. {\"question\": \"...\"}")
     return body
-
-
-def require_key(access: Access) -> None:
-    """Check the bearer token when an API key is configured (writes always, reads if protected).
-
-    The key is printable ASCII (checked at start-up), so comparing the header's bytes as sent is exact.
-    """
-    settings = current_app.extensions["qa_settings"]
-    key = settings.api_key
-    if not key or access == "open" or (access == "read" and not settings.protect_reads):
-        return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    supplied = token.strip().encode("latin-1", "replace")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, key.encode("ascii")):
-        raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <API key>' (QA_API_KEY)")
 
 
 def refuse_cross_site_writes() -> None:

@@ -13,7 +13,9 @@ def open_passage_index(settings: Settings, encoders: Mapping[str, EncoderSpec]) 
     if settings.store == "local":
         from qa.index.local import LocalPassageIndex
 
-        return LocalPassageIndex(settings.index_dir, encoders, exact_limit=settings.exact_search_limit)
+        return LocalPassageIndex(
+            settings.index_dir, encoders, exact_limit=settings.exact_search_limit, read_only=settings.read_only
+        )
     from qa.index.milvus import MilvusPassageIndex
 
     return MilvusPassageIndex(

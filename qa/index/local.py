@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.errors import DamagedIndex
 from qa.files import file_sha256, read_json, write_json_atomically
 from qa.index.locks import ReadWriteLock
 from qa.index.passage_index import (
@@ -29,15 +30,15 @@ from qa.index.passage_index import (
     LEXICAL_SCORED,
     ChannelScores,
     Document,
-    EncoderSpec,
     Embedding,
+    EncoderSpec,
     NewPassage,
     PassageFilter,
     Query,
     StoredPassage,
     moments_from_top,
 )
-from qa.index.store import Store
+from qa.index.store import Store, damage_message
 from qa.index.vector_index import DEFAULT_EXACT_LIMIT, VectorIndex
 from qa.vectors.lexical import match_expression
 
@@ -59,15 +60,22 @@ class LocalPassageIndex:
     """
 
     def __init__(
-        self, folder: Path, encoders: Mapping[str, EncoderSpec] = (), exact_limit: int = DEFAULT_EXACT_LIMIT
+        self,
+        folder: Path,
+        encoders: Mapping[str, EncoderSpec] = (),
+        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        read_only: bool = False,
     ) -> None:
         started = time.perf_counter()
         self.exact_limit = exact_limit
         self.folder = Path(folder)
         self.location = str(self.folder)
+        self.read_only = read_only
         self.encoders: dict[str, EncoderSpec] = dict(encoders)
-        self.store = Store(self.folder / STORE_FILE)
-        remove_abandoned_temporary_files(self.folder)
+        self.store = Store(self.folder / STORE_FILE, read_only=read_only)
+        self._require_intact()
+        if not read_only:
+            remove_abandoned_temporary_files(self.folder)
         self._lock = ReadWriteLock()
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_timer: threading.Timer | None = None
@@ -78,39 +86,62 @@ class LocalPassageIndex:
             self.vector_indexes[name], origin = self._open_vector_index(name)
             origins.add(origin)
         if origins - {"snapshot"}:
-            self.checkpoint()
+            self._checkpoint_quietly()
         log.info(
-            "index %s: %d passages in %d documents (%s) in %.2f s",
-            self.folder, self.store.count_passages(), self.store.count_documents(),
-            ", ".join(sorted(origins)) or "documents only", time.perf_counter() - started,
+            "index %s%s: %d passages in %d documents (%s) in %.2f s",
+            self.folder, " (read-only)" if read_only else "", self.store.count_passages(),
+            self.store.count_documents(), ", ".join(sorted(origins)) or "documents only",
+            time.perf_counter() - started,
         )
+
+    def _require_intact(self) -> None:
+        """DamagedIndex (which names the repair command) unless the store passes its integrity check."""
+        started = time.perf_counter()
+        problems = self.store.integrity_problems(list(self.encoders))
+        if problems:
+            raise DamagedIndex(damage_message(self.store.path, problems))
+        log.info("index %s passed its integrity check in %.2f s", self.folder, time.perf_counter() - started)
 
     # -- opening ---------------------------------------------------------------------------
     def _snapshot_file(self, encoder: str) -> Path:
         return self.folder / (VECTORS_FILE if encoder == "dense" else f"vectors-{encoder}.faiss")
 
     def _open_vector_index(self, encoder: str) -> tuple[VectorIndex, str]:
-        """The snapshot when it matches the store and encoder, otherwise a rebuild from stored vectors."""
+        """The snapshot when it matches the store and encoder, otherwise a rebuild from stored vectors.
+
+        A snapshot that should have matched but did not (behind the store after an unclean stop,
+        a digest or size that disagrees with the manifest, unreadable) is rebuilt with a WARNING.
+        """
         spec = self.encoders[encoder]
         manifest = read_json(self.folder / MANIFEST_FILE) or {}
         recorded = manifest.get("encoders")
         recorded = recorded.get(encoder) if isinstance(recorded, dict) else None
         recorded = recorded if isinstance(recorded, dict) else {}
         snapshot = self._snapshot_file(encoder)
-        if (
-            manifest.get("format") == MANIFEST_FORMAT
-            and manifest.get("revision") == self._revision
-            and recorded.get("identity") == spec.identity
-            and snapshot.exists()
-        ):
+        problem = None
+        if not snapshot.exists() or manifest.get("format") != MANIFEST_FORMAT:
+            pass  # a new index, or one written by another version: rebuilding is expected
+        elif recorded.get("identity") != spec.identity:
+            log.info("vector snapshot %s was made by another %s encoder: rebuilding it", snapshot, encoder)
+        elif manifest.get("revision") != self._revision:
+            problem = (
+                f"it is behind the database (revision {manifest.get('revision')}, database {self._revision}):"
+                " the last process on this index did not stop cleanly or could not write it"
+            )
+        else:
             try:
                 # the digest ties the manifest to this very file, not to an older copy put back
-                if recorded.get("sha256") == file_sha256(snapshot):
+                if recorded.get("sha256") != file_sha256(snapshot):
+                    problem = "its checksum differs from the one its manifest records (damaged or replaced)"
+                else:
                     index = VectorIndex.load(snapshot, exact_limit=self.exact_limit)
                     if index.dimension == spec.dimension and len(index) == manifest.get("passages"):
                         return index, "snapshot"
+                    problem = f"it holds {len(index)} vectors of {index.dimension} floats, not what the manifest says"
             except (OSError, RuntimeError) as error:
-                log.warning("vector snapshot %s unreadable (%s): rebuilding it from the store", snapshot, error)
+                problem = f"it cannot be read ({error})"
+        if problem:
+            log.warning("vector snapshot %s is not used: %s; rebuilding it from the database", snapshot, problem)
         index = VectorIndex(spec.dimension, exact_limit=self.exact_limit)
         index.add(*self.store.vectors(encoder, dimension=spec.dimension))
         return index, "rebuilt from the store"
@@ -175,8 +206,8 @@ class LocalPassageIndex:
         }
 
     def _schedule_checkpoint(self) -> None:
-        if not self.vector_indexes:
-            return  # nothing derived to snapshot; the next process that opens the vectors rebuilds them
+        if not self.vector_indexes or self.read_only:
+            return  # nothing derived to snapshot (or nowhere to write it): the next opening rebuilds it
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
         self._checkpoint_timer = threading.Timer(CHECKPOINT_DELAY_SECONDS, self._checkpoint_quietly)
@@ -184,17 +215,24 @@ class LocalPassageIndex:
         self._checkpoint_timer.start()
 
     def _checkpoint_quietly(self) -> None:
+        """A checkpoint whose failure is logged, not raised: it only costs a rebuild at the next opening."""
+        if self.read_only or not self.vector_indexes:
+            return
         try:
             self.checkpoint()
-        except Exception:  # a failed snapshot only costs a rebuild from the store at the next start
+        except (OSError, RuntimeError) as error:  # a full disk, a read-only mount; faiss reports RuntimeError
+            log.warning(
+                "could not write the vector snapshot of %s (%s): the next start rebuilds it from the database",
+                self.folder, str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__,
+            )
+        except Exception:
             log.exception("writing the vector snapshot failed")
 
     def close(self) -> None:
-        """Write a final snapshot (when vectors are open) and release the database."""
+        """Write a final snapshot (when vectors are open and the index is writable) and release the database."""
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
-        if self.vector_indexes:
-            self.checkpoint()
+        self._checkpoint_quietly()
         self.store.close()
 
     # -- writing -----------------------------------------------------------------------------

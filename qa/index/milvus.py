@@ -232,6 +232,10 @@ class MilvusPassageIndex:
     Thread-safe: one gRPC client, and the replica's view swapped under a lock.
     """
 
+    # A Milvus home is opened as its user may: read-only serving (--read-only) refuses writes over
+    # HTTP and skips the corpus sync, and the Milvus user's privileges keep the data read-only.
+    read_only = False
+
     def __init__(
         self,
         uri: str,

@@ -155,6 +155,7 @@ class PassageIndex(Protocol):
 
     encoders: Mapping[str, EncoderSpec]
     location: str  # where it lives, for people: a folder, or a server and collection
+    read_only: bool  # opened for searching only: every write raises ReadOnlyIndex
 
     # -- reading --------------------------------------------------------------------------
     def reading(self) -> AbstractContextManager[IndexView]:

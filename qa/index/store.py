@@ -8,7 +8,9 @@ index whether it is in step with the database (another process may have written)
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from qa.documents.passages import Passage
+from qa.errors import DamagedIndex, ReadOnlyIndex, StorageFull
 from qa.index.passage_index import Document, Embedding, NewPassage, PassageFilter, StoredPassage
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[str] = [
     """
@@ -61,28 +66,66 @@ MIGRATIONS: list[str] = [
 
 
 class Store:
-    """SQLite database in WAL mode, one connection per thread."""
+    """SQLite database in WAL mode, one connection per thread.
 
-    def __init__(self, path: Path) -> None:
+    ``read_only`` opens it without ever writing: no migration, no journal files created where
+    they are missing (a read-only mount), and any write refused by SQLite itself.
+    """
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._local = threading.local()
-        self._migrate()
+        try:
+            if read_only:
+                self._require_current_schema()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._migrate()
+        except sqlite3.DatabaseError as error:
+            if is_disk_full(error):
+                raise StorageFull(disk_full_message(path)) from error
+            raise DamagedIndex(damage_message(path, [str(error)])) from error
 
     # -- connections -------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            # FULL: a write is on disk when the API answers 201, even if the machine loses power.
-            connection.execute("PRAGMA synchronous=FULL")
+            connection = self._open_read_only() if self.read_only else self._open_writable()
             connection.execute("PRAGMA foreign_keys=ON")
             self._local.connection = connection
         return connection
 
+    def _open_writable(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        # FULL: a write is on disk when the API answers 201, even if the machine loses power.
+        connection.execute("PRAGMA synchronous=FULL")
+        return connection
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """``mode=ro`` (still sees another process's writes), or ``immutable`` where SQLite cannot keep
+        its shared-memory file beside the database (a read-only mount after a clean shutdown)."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return connection
+        except sqlite3.OperationalError as error:
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise ReadOnlyIndex(
+                    f"cannot open {self.path} read-only ({error}): its write-ahead log {wal.name} holds writes"
+                    " not yet folded into the database; open the index once writable (without --read-only)"
+                ) from None
+        return sqlite3.connect(
+            f"{uri}&immutable=1", uri=True, timeout=60, isolation_level=None, check_same_thread=False
+        )
+
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._connection())
+        if self.read_only:
+            raise ReadOnlyIndex(f"the index {self.path.parent} is open read-only: it cannot be written")
+        return _Transaction(self._connection(), self.path)
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -90,6 +133,14 @@ class Store:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+    def _require_current_schema(self) -> None:
+        version = self._connection().execute("PRAGMA user_version").fetchone()[0]
+        if version != len(MIGRATIONS):
+            raise ReadOnlyIndex(
+                f"{self.path} has schema version {version}, this service needs {len(MIGRATIONS)}: open the"
+                " index once writable (without --read-only) to upgrade it"
+            )
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -99,6 +150,34 @@ class Store:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', '0')")
+
+    # -- integrity ---------------------------------------------------------------------
+    def integrity_problems(self, encoders: Sequence[str] = ()) -> list[str]:
+        """What is wrong with the database, found cheaply; empty when nothing is.
+
+        ``PRAGMA quick_check`` reads every page once (b-tree structure, well-formed records, free
+        pages; not a comparison of each index with its table), then the row counts must agree:
+        one keyword row per passage, at most one vector per passage and encoder. A value that
+        SQLite stores intact but wrong (a flipped bit inside a vector) is not found: pages carry
+        no checksum.
+        """
+        db = self._connection()
+        try:
+            found = [row[0] for row in db.execute("PRAGMA quick_check(10)")]
+            if found != ["ok"]:
+                return found  # counting over a malformed b-tree could fail or mislead
+            passages = db.execute("SELECT count(*) FROM passages").fetchone()[0]
+            problems = []
+            terms = db.execute("SELECT count(*) FROM passage_terms").fetchone()[0]
+            if terms != passages:
+                problems.append(f"{terms} keyword rows for {passages} passages")
+            for encoder in encoders:
+                vectors = db.execute("SELECT count(*) FROM embeddings WHERE encoder = ?", (encoder,)).fetchone()[0]
+                if vectors > passages:
+                    problems.append(f"{vectors} {encoder} vectors for {passages} passages")
+        except sqlite3.DatabaseError as error:
+            return [str(error)]
+        return problems
 
     # -- metadata ----------------------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -282,6 +361,8 @@ class Store:
         found_keys = np.array([row[0] for row in rows], dtype=np.int64)
         if not rows:
             return found_keys, np.zeros((0, dimension), dtype=np.float32)
+        if dimension and (wrong := sum(len(row[1]) != 4 * dimension for row in rows)):
+            raise DamagedIndex(damage_message(self.path, [f"{wrong} {encoder} vectors are not {dimension} floats"]))
         return found_keys, np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
 
     def embedding_keys(self, encoder: str) -> dict[int, str]:
@@ -391,17 +472,63 @@ def filter_condition(where: PassageFilter) -> tuple[str, list]:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception (a failed COMMIT included).
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    A full disk becomes StorageFull: the transaction is rolled back, nothing of it is kept.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.connection = connection
+        self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
         self.connection.execute("BEGIN IMMEDIATE")
         return self.connection
 
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        self.connection.execute("COMMIT" if error is None else "ROLLBACK")
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if error is None:
+            try:
+                self.connection.execute("COMMIT")
+                return
+            except sqlite3.Error as failure:
+                error = failure
+                self._roll_back()
+                if not is_disk_full(failure):
+                    raise
+        else:
+            self._roll_back()
+        if is_disk_full(error):
+            raise StorageFull(disk_full_message(self.path)) from error
+
+    def _roll_back(self) -> None:
+        # SQLite may already have rolled back by itself (it does on a full disk in some cases)
+        if self.connection.in_transaction:
+            try:
+                self.connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rolling back a failed write to %s failed", self.path)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error means that the file system (or the user's quota) is full."""
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return isinstance(error, OSError) and error.errno in {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full_message(path: Path) -> str:
+    return (
+        f"the disk holding the index ({path.parent}) is full: nothing of this write was kept;"
+        " free some space, then try again"
+    )
+
+
+def damage_message(path: Path, problems: Sequence[str]) -> str:
+    """What a damaged database says: the problems, and the command that repairs it."""
+    return (
+        f"the index database {path} is damaged ({'; '.join(problems)}); it is not served. Repair it with"
+        f" `python -m qa repair --index-dir {path.parent}` (the damaged files are kept aside)"
+    )
 
 
 _FILTERED_KEYS = "SELECT p.key FROM passages p JOIN documents d ON d.id = p.document_id"

