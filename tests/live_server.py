@@ -10,17 +10,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
-from waitress import create_server
+
+from qa.http.serving import create_http_server, listen_sockets
 
 
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 and a free port; yields the base URL, stops the server on exit."""
-    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="qa-test")
+    sockets = listen_sockets("127.0.0.1", 0)
+    server = create_http_server(app, app.extensions["qa_settings"], sockets, threads=4)
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     finally:
         server.close()
         server.task_dispatcher.shutdown(timeout=1)
