@@ -20,7 +20,7 @@ Adding a route with models (in any blueprint registered by ``create_app``)::
 The view receives the validated model as its ``json`` / ``query`` / ``form`` argument and returns a
 response model (status 200), or ``(model, status)``. Errors are raised as ``ApiError`` or as the
 core's ``QAError``; every status a route can answer must be listed (``errors``) so the document
-says it: 400, 401 (when a key may apply), 413, 415 and 500 are added where they apply.
+says it: 400, 401 (when a key may apply), 403 and 507 (writes), 413, 415 and 500 are added where they apply.
 """
 
 from __future__ import annotations
