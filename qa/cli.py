@@ -237,6 +237,9 @@ def command_repair(settings: Settings, arguments: argparse.Namespace) -> int:
     from qa.repair import integrity_problems, repair
     from qa.vectors.embedder import load_encoders
 
+    if settings.store != "local":
+        print("error: repair rebuilds a local index (QA_STORE=local); Milvus repairs its own", file=sys.stderr)
+        return 2
     if not (settings.index_dir / STORE_FILE).is_file():
         print(f"error: {settings.index_dir} holds no index (no {STORE_FILE}); check --index-dir", file=sys.stderr)
         return 2
