@@ -144,3 +144,22 @@ def test_a_broken_file_in_the_corpus_is_skipped_with_a_warning_and_the_server_se
         server.kill()
     warning = next((line for line in server.log.splitlines() if "WARNING" in line and "broken.pdf" in line), None)
     assert warning is not None and "skipped" in warning, server.log
+
+
+def test_an_unreachable_milvus_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    completed = subprocess.run(
+        [sys.executable, "server.py", *index_arguments(tmp_path), "--store", f"http://127.0.0.1:{port}"],
+        cwd=PROJECT_ROOT,
+        env=server_environment(),
+        capture_output=True,
+        text=True,
+        timeout=START_FAILURE_TIMEOUT_SECONDS,
+    )
+
+    assert completed.returncode == 2, completed.stderr
+    last = completed.stderr.strip().splitlines()[-1]
+    assert last.startswith("server.py: error: cannot reach Milvus at"), completed.stderr
+    assert "QA_STORE" in last and "Traceback" not in completed.stderr

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.documents.passages import Passage
-from qa.errors import InvalidInput
+from qa.errors import CannotStart, InvalidInput
 from qa.index.passage_index import (
     CANDIDATES_PER_CHANNEL,
     LEXICAL_CHANNELS,
@@ -88,8 +88,10 @@ LEXICAL_FIELDS = dict(zip(LEXICAL_CHANNELS, ("terms", "names")))
 DECIMAL_POINT = "\ua78f"
 
 
-class MilvusUnavailable(RuntimeError):
+class MilvusUnavailable(CannotStart):
     """The Milvus server cannot be reached or refuses the collections; the message says what to do."""
+
+    code = "milvus_unavailable"
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,12 @@ class MilvusPassageIndex:
         try:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             version = str(self.client.get_server_version())
+        except MilvusException as error:
+            raise MilvusUnavailable(
+                f"cannot reach Milvus at {uri} ({getattr(error, 'message', error)}): start it, or check"
+                " --store / QA_STORE and --milvus-token"
+            ) from error
+        try:
             lite = version.startswith("milvus_lite")
             if not lite and _version_tuple(version) < _version_tuple(MINIMUM_MILVUS_VERSION):
                 raise MilvusUnavailable(
