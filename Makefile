@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL_DIR := models/multilingual-e5-small
+# the public benchmark folders (see evals/README in the shared folder)
+EVALS ?= ../shared/evals
 
 .PHONY: setup model serve test lint eval bench clean
 
@@ -27,8 +29,10 @@ lint: setup
 
 eval: model
 	$(BIN)/python -m qa.tools.eval evals/bundled-page
-	$(BIN)/python -m qa.tools.eval ../shared/evals/cmrc2018-dev
-	$(BIN)/python -m qa.tools.eval ../shared/evals/drcd-dev
+	$(BIN)/python -m qa.tools.eval $(EVALS)/cmrc2018-dev
+	$(BIN)/python -m qa.tools.eval $(EVALS)/drcd-dev
+	$(BIN)/python -m qa.tools.eval $(EVALS)/xquad-en2zh-dev
+	$(BIN)/python -m qa.tools.eval $(EVALS)/xquad-zh2en-dev
 
 bench: model
 	$(BIN)/python benchmarks/benchmark.py
