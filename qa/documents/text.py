@@ -30,6 +30,7 @@ __all__ = [
     "clean_text",
     "clean_text_with_offsets",
     "is_cjk_letter",
+    "is_credit_line",
     "is_sentence_complete",
     "read_blocks",
     "read_layout",
@@ -454,6 +455,47 @@ def is_sentence_complete(text: str) -> bool:
     """Whether ``text`` ends like a finished sentence: 。！？… . ! ? or a closing quote/bracket."""
     stripped = text.rstrip()
     return bool(stripped) and (stripped[-1] in _SENTENCE_FINAL or stripped[-1] in _CLOSING_MARKS)
+
+
+# --- credits -----------------------------------------------------------------------------------
+# What a newspaper or an agency prints around a story rather than in it: reporters' by-lines, photo,
+# editor and proofreader credits, datelines. They are kept as text (a user may ask who wrote the
+# story), but they name people and places, so an encoder finds them "similar" to questions about
+# those people and places (a by-line was once the top answer to "Who runs Heshun County?").
+_CREDIT_MAX_CHARS = 100
+_CREDIT_ROLE = (
+    r"(?:本报|本台|本刊|特约|见习|首席)?(?:记者|通讯员|实习生|责任编辑|责编|编辑|美编|校对|审校|审核|终审|摄影|摄像|"
+    r"撰文|文字|图片|图文|文图|作者|来源|制图|监制|出品人|统筹)"
+)
+_CREDIT_NAMES = r"[\u3400-\u9fff·・\s、/|丨]{0,60}"  # names run together once spaces inside Chinese are removed
+_CREDIT_PATTERNS = (
+    # 山西日报记者：郭宁 王秀娟…  ·  责任编辑：张三 校对：李四  ·  （记者 王五）
+    re.compile(rf"[（(【\[]?[\w\s]{{0,12}}?{_CREDIT_ROLE}\s*[:：|丨]?{_CREDIT_NAMES}"
+               rf"(?:{_CREDIT_ROLE}\s*[:：|丨]?{_CREDIT_NAMES})*[）)】\]]?"),
+    # photo credits: （新华社记者 李贺 摄） · 张三/摄
+    re.compile(r"[（(【\[]?[\w\s·、/]{1,30}?\s*/?\s*摄\s*[）)】\]]?"),
+    # a dateline standing alone: 新华社北京7月13日电 · 本报太原7月8日讯（记者 张三）
+    re.compile(r"(?:新华社|中新社|本报|本台)[\w\s]{0,10}?\d{1,2}\s*月\s*\d{1,2}\s*日\s*[电讯]\s*(?:[（(][^）)]*[）)])?"),
+    # English: By Jane Doe · Photo: Reuters · Reporting by A; editing by B · Jane Doe, Staff Writer
+    re.compile(r"(?i:by|photo(?:graph)?s?(?: by)?|reporting by|edited by|editing by|editor|credit|source)\s*[:：]?\s*"
+               r"[A-Z][\w.'\-]*(?:[\s,;&/]+(?:and|(?i:editing by|staff writer|correspondent)|[A-Z][\w.'\-]*))*\.?"),
+)
+
+
+def is_credit_line(text: str) -> bool:
+    """Whether a paragraph is a by-line, photo or editor credit or a dateline, not content.
+
+    ``text`` is a cleaned paragraph (``clean_text``); only short paragraphs that match a credit
+    pattern as a whole count, so a sentence that mentions a reporter is still content.
+    """
+    text = text.strip()
+    if not text or len(text) > _CREDIT_MAX_CHARS or _SENTENCE_END_IN_CREDIT.search(text):
+        return False
+    return any(pattern.fullmatch(text) for pattern in _CREDIT_PATTERNS)
+
+
+# a by-line never holds a sentence end inside it (a closing "." of an English credit is allowed)
+_SENTENCE_END_IN_CREDIT = re.compile(r"[。！？!?](?!$)|[^A-Z]\.\s+[A-Z]\w+\s+\w")
 
 
 # --- document layout ---------------------------------------------------------------------------

@@ -36,8 +36,13 @@ QUESTION_WORDS = frozenset(
     " 请问 請問".split()
 )
 ENGLISH_STOPWORDS = frozenset(
-    "a an and are as at be been by did do does for from had has have how in is it its of on or that the this"
-    " to was were what when where which who whom whose why will with".split()
+    "a an and are as at be been by did do does for from had has have how in is it its many much of on or that the"
+    " this to was were what when where which who whom whose why will with".split()
+)
+# Chinese function words: they carry grammar, and their dictionary senses ("的" → bull's-eye, taxi)
+# would translate into noise.
+CHINESE_FUNCTION_WORDS = frozenset(
+    "的 了 是 在 和 与 及 也 都 就 而 被 把 对 从 向 于 以 为 之 其 这 那 个 着 过 吗 呢 吧 啊 地 得".split()
 )
 
 
