@@ -119,7 +119,7 @@ def recall(model, folder: Path, crosslingual=None) -> dict:
     library = benchmark_library(benchmark, model, crosslingual=crosslingual)
 
     def ranked_only(question: str, top_k: int, mode: str) -> Answer:
-        ranking = library.rank(question, mode, depth=top_k, fetch=top_k)
+        ranking = library.rank(question, mode, depth=top_k)
         hits = [
             Hit(ranking.passages[key], rank=rank, score=score)
             for rank, (key, score) in enumerate(ranking.ranked, start=1)

@@ -46,8 +46,8 @@ def rows_for(
     features, labels, tops = [], [], []
     languages = ["latin" if is_latin(question.question) else "other" for question in questions]
     for question in questions:
-        ranking = library.rank(question.question, mode, depth=DEPTH, fetch=DEPTH)
-        rows = confidence_features(ranking.ranked, ranking.channels, library.coverage(ranking))
+        ranking = library.rank(question.question, mode, depth=DEPTH)
+        rows = confidence_features(ranking.ranked, ranking.channels, ranking.coverage)
         tops.append(len(features))
         hits = [
             Hit(ranking.passages[key], rank=position + 1, score=score)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from qa.documents.budgets import DEFAULT_BUDGETS, Budgets, check_document_chars
 from qa.documents.ids import validate_document_id
-from qa.documents.passages import Passage, split_document
+from qa.documents.passages import CREDIT, Passage, split_document
 from qa.documents.text import clean_text, has_visible_text, to_simplified
 from qa.errors import EmptyDocument, InvalidInput, NotFound, QAError, ReadOnlyIndex
 from qa.index.passage_index import (
@@ -41,11 +41,13 @@ from qa.index.passage_index import (
     StoredPassage,
 )
 from qa.index.vector_index import DEFAULT_EXACT_LIMIT
-from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, result_confidences
+from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, non_increasing, result_confidences
 from qa.ranking.context import Context, build_context
-from qa.ranking.fusion import MODE_CHANNELS, MODES, fuse
+from qa.ranking.evidence import QuestionTerms, passage_forms, question_terms, term_evidence
+from qa.ranking.fusion import COVERAGE_WEIGHT, MODE_CHANNELS, MODES, RERANKED, PassageEvidence, fuse, rerank
 from qa.ranking.highlights import highlight_passages
 from qa.results import AddResult, Answer, Hit
+from qa.vectors.dictionary import load_dictionary
 from qa.vectors.embedder import Embedder, VectorCache
 from qa.vectors.lexical import (
     LEXICAL_VERSION,
@@ -54,7 +56,6 @@ from qa.vectors.lexical import (
     query_name_terms,
     query_terms,
     rarity_weights,
-    term_coverage,
 )
 from qa.vectors.serving import EncoderStats, ServingEncoder
 
@@ -71,13 +72,17 @@ MIGRATION_BATCH = 256
 
 @dataclass(frozen=True)
 class Ranking:
-    """Intermediate result of a search: fused (key, score) pairs and what produced them."""
+    """Intermediate result of a search: fused (key, score) pairs and what produced them.
+
+    ``passages`` and ``coverage`` (qa.ranking.evidence) are known for the ranked keys.
+    """
 
     ranked: list[tuple[int, float]]
     channels: list[ChannelScores]
     vectors: dict[str, np.ndarray]
-    terms: list[str]
+    terms: QuestionTerms
     passages: dict[int, Passage]
+    coverage: dict[int, float]
 
 
 @dataclass(frozen=True)
@@ -244,12 +249,13 @@ class Library:
     def warm_up(self) -> float:
         """Load what the first questions would otherwise wait for; returns the seconds it took.
 
-        jieba's dictionary and the pinyin table load lazily (about 1 s each) and each encoder's
-        first call is slow; a server calls this before it accepts requests.
+        jieba's dictionary, the pinyin table and the bilingual dictionary load lazily (1-2 s each)
+        and each encoder's first call is slow; a server calls this before it accepts requests.
         """
         started = time.perf_counter()
         for question in ("城市管理应该像什么一样精细？", "Who is Li Xiaona?"):
             self._query(question, tuple(self.encoders))
+            question_terms(question, load_dictionary())
         self.warmed_up = True
         return time.perf_counter() - started
 
@@ -530,18 +536,16 @@ class Library:
     ) -> Answer:
         """``ask`` for a question already embedded."""
         depth = max(top_k, CONFIDENCE_CONTEXT)
-        ranking = self.rank(question, mode, depth=depth, fetch=depth, where=where, query=query)
+        ranking = self.rank(question, mode, depth=depth, where=where, query=query)
         found = ranking.passages
-        vectors, terms = ranking.vectors, ranking.terms
-        weights = self.term_weights(terms)
+        vectors = ranking.vectors
         # confidence looks at the results after the last one returned, to measure margins
-        everything = result_confidences(ranking.ranked, ranking.channels, self.coverage(ranking, weights), mode)
+        everything = non_increasing(result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode))
         confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]
         highlights = highlight_passages(
             [found[key].text for key, _ in ranked],
-            terms,
-            weights,
+            ranking.terms,
             vectors.get("crosslingual", vectors.get("dense")),
             self._sentence_encoder(vectors),
         )
@@ -556,7 +560,7 @@ class Library:
             )
             for rank, ((key, score), confidence, marks) in enumerate(zip(ranked, confidences, highlights), start=1)
         ]
-        answerable = max(everything[:ANSWERABLE_DEPTH], default=0.0) >= ANSWERABLE_CONFIDENCE
+        answerable = max(everything[:ANSWERABLE_DEPTH], default=0.0) >= ANSWERABLE_CONFIDENCE[mode]
         kept = [hit for hit in hits if hit.confidence >= min_confidence]
         return Answer(question=question, mode=mode, hits=kept, answerable=answerable)
 
@@ -603,35 +607,39 @@ class Library:
         frequencies = self.index.term_frequencies(list(terms))
         return rarity_weights(terms, frequencies.__getitem__, max(1, self.count()))
 
-    def coverage(self, ranking: Ranking, weights: dict[str, float] | None = None) -> dict[int, float]:
-        """For each fetched passage of a ranking, the weighted share of the question's terms it contains."""
-        weights = self.term_weights(ranking.terms) if weights is None else weights
-        return {key: term_coverage(ranking.terms, passage.text, weights) for key, passage in ranking.passages.items()}
-
     def rank(
         self,
         question: str,
         mode: str = "hybrid",
         depth: int = CONFIDENCE_CONTEXT,
-        fetch: int = 0,
         where: PassageFilter | None = None,
         query: tuple[dict[str, np.ndarray], list[str], list[str]] | None = None,
     ) -> Ranking:
-        """The fused ranking of the ``depth`` best passage keys, with every channel's scores.
+        """The ``depth`` best passages for a question, best first, with what ranked them.
 
-        With ``fetch``, the ranked passages are read in the same view of the index, and those that
-        another process deleted meanwhile are left out. ``query`` is the question already embedded.
+        Two stages (qa.ranking.fusion): the channels' scores are fused over every candidate, then
+        the best ``RERANKED`` are read and scored again with their text's evidence: the share of
+        the question's terms they contain in their own language, and a prior against credits.
+        The dense and lexical modes keep to their channels (plus the prior against credits; coverage
+        only feeds their confidence). Passages that another process deleted after this index last
+        caught up are left out. ``query`` is the question already embedded.
         """
         channels = self._mode_channels(mode)
         vectors, terms, names = query if query is not None else self._query(question, channels)
+        asked = question_terms(question, load_dictionary())
         with self.index.reading() as view:
             scored = view.score(Query(vectors, terms, names), channels, where)
-            ranked = fuse(scored)[:depth]
-            found = view.passages(key for key, _ in ranked) if fetch else {}
-        if fetch:
-            # passages another process deleted after this index last caught up are no longer results
-            ranked = [(key, score) for key, score in ranked if key in found]
-        return Ranking(ranked, scored, vectors, terms, {key: stored.passage for key, stored in found.items()})
+            first = fuse(scored)[: max(RERANKED, depth)]
+            found = {key: stored.passage for key, stored in view.passages(key for key, _ in first).items()}
+        forms = {key: passage_forms(passage.text) for key, passage in found.items()}
+        coverage = term_evidence(asked, forms)
+        evidence = {
+            key: PassageEvidence(coverage[key], forms[key].script == asked.script, passage.kind == CREDIT)
+            for key, passage in found.items()
+        }
+        weight = COVERAGE_WEIGHT if mode == "hybrid" else 0.0
+        ranked = [item for item in rerank(first, scored, evidence, coverage_weight=weight) if item[0] in found][:depth]
+        return Ranking(ranked, scored, vectors, asked, found, coverage)
 
     def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
         """What a question is searched with: a vector per encoder channel, its terms, its pinyin name terms."""
@@ -666,16 +674,20 @@ class Library:
         return None
 
     def similar(self, text: str, top_k: int = 5, where: PassageFilter | None = None) -> list[Hit]:
-        """The passages most similar to a text (compared as passage to passage by the encoders)."""
+        """The passages most similar to a text (compared as passage to passage by the encoders).
+
+        Each hit's ``confidence`` is its similarity to the text in [0, 1] (``similarity``, capped at
+        the similarity of the hit above it), and its highlights are its sentences closest to the text.
+        """
         text = _require_text(text, "text")
         top_k = _require_top_k(top_k)
         self._require_encoders()
         cleaned = to_simplified(clean_text(text))
         vectors = {name: model.embed_passages([cleaned])[0] for name, model in self.encoders.items()}
-        return self._similar_hits(vectors, top_k, where=where)
+        return self._similar_hits(text, vectors, top_k, where=where)
 
     def similar_to_passage(self, passage_id: str, top_k: int = 5) -> list[Hit]:
-        """The neighbours of a stored passage, itself excluded."""
+        """The neighbours of a stored passage, itself excluded (confidence and highlights as in ``similar``)."""
         stored = self._stored_passage(passage_id)
         top_k = _require_top_k(top_k)
         self._require_encoders()
@@ -684,10 +696,11 @@ class Library:
                 vectors = view.vectors(stored.key)
             except KeyError:  # removed since it was looked up
                 raise NotFound(f"no passage with id {passage_id!r}") from None
-        return self._similar_hits(vectors, top_k, exclude=stored.key)
+        return self._similar_hits(stored.passage.text, vectors, top_k, exclude=stored.key)
 
     def _similar_hits(
         self,
+        text: str,
         vectors: dict[str, np.ndarray],
         top_k: int,
         exclude: int | None = None,
@@ -697,15 +710,36 @@ class Library:
             scored = view.score(Query(vectors), tuple(vectors), where)
             ranked = [(key, score) for key, score in fuse(scored) if key != exclude][:top_k]
             found = view.passages(key for key, _ in ranked)
+        ranked = [(key, score) for key, score in ranked if key in found]
+        compared = "crosslingual" if "crosslingual" in vectors else "dense"
+        highlights = highlight_passages(
+            [found[key].passage.text for key, _ in ranked],
+            question_terms(text, None),
+            vectors[compared],
+            self._sentence_vectors[compared],
+        )
+        by_name = {channel.name: channel for channel in scored}
+        similarities = non_increasing([similarity(by_name[compared].scores.get(key, 0.0)) for key, _ in ranked])
         return [
             Hit(
                 found[key].passage,
                 rank=rank,
                 score=round(score, 6),
                 scores=channel_scores(scored, key),
+                confidence=confidence,
+                highlights=tuple(marks),
             )
-            for rank, (key, score) in enumerate(((k, s) for k, s in ranked if k in found), start=1)
+            for rank, ((key, score), confidence, marks) in enumerate(zip(ranked, similarities, highlights), start=1)
         ]
+
+
+def similarity(cosine: float) -> float:
+    """A cosine as a similarity in [0, 1] (opposite or unrelated texts: 0), rounded for display.
+
+    Taken under the cross-lingual encoder when there is one: its cosines spread from about 0
+    (unrelated) to 1 (the same meaning), where e5's sit between 0.7 and 0.95 for almost any pair.
+    """
+    return round(min(1.0, max(0.0, cosine)), 4)
 
 
 def channel_scores(channels: Sequence[ChannelScores], key: int) -> dict[str, float]:

@@ -5,6 +5,7 @@ import pytest
 
 from qa.index.passage_index import ChannelScores, moments_from_top
 from qa.ranking.confidence import FEATURES, confidence_features, probability
+from qa.ranking.evidence import question_terms
 from qa.ranking.fusion import fuse
 from qa.ranking.highlights import highlight_passages, sentence_spans
 
@@ -44,7 +45,7 @@ def test_sentence_spans_trim_whitespace_and_cover_the_sentences():
 
 def test_highlight_is_the_sentence_holding_the_question_terms():
     text = "社区是城市治理体系的基本单元。李肖娜所在的社区有7266人。总书记同她交流。"
-    [marks] = highlight_passages([text], ["社区", "人", "多少"], {"社区": 1.0, "人": 1.0}, None, None)
+    [marks] = highlight_passages([text], question_terms("社区有多少人？", None), None, None)
     assert marks[0].text == "李肖娜所在的社区有7266人。"
     assert text[marks[0].start : marks[0].end] == marks[0].text
 
@@ -53,7 +54,10 @@ def test_highlight_uses_the_encoder_when_words_do_not_match():
     text = "甲句。乙句。"
     vectors = {"甲句。": np.array([1.0, 0.0]), "乙句。": np.array([0.0, 1.0])}
     [marks] = highlight_passages(
-        [text], ["english"], {}, np.array([0.0, 1.0]), lambda sentences: np.stack([vectors[s] for s in sentences])
+        [text],
+        question_terms("english", None),
+        np.array([0.0, 1.0]),
+        lambda sentences: np.stack([vectors[s] for s in sentences]),
     )
     assert marks[0].text == "乙句。"
 

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from qa.documents.text import is_cjk_letter
 from qa.vectors.dictionary import Dictionary, english_stems
-from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, lexical_terms, query_terms
+from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms
 
 CJK = "cjk"
 LATIN = "latin"
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[a-z]+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 
 
 def writing_script(text: str) -> str:
@@ -78,23 +80,28 @@ def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerm
 
 @dataclass(frozen=True)
 class PassageForms:
-    """What a passage offers to match against: its script, its terms, characters and English stems."""
+    """What a passage offers to match against: its script, its characters, character bigrams, words and stems."""
 
     script: str
     forms: frozenset[str]
-    text: str  # folded, for dictionary words longer than the indexed bigrams
+    text: str  # folded, for Chinese words longer than two characters
 
     def contains_any(self, forms: frozenset[str]) -> bool:
         return any(form in self.forms or (len(form) > 2 and form in self.text) for form in forms)
 
 
-def passage_forms(text: str, terms: Sequence[str] | None = None) -> PassageForms:
-    """A passage's forms; ``terms`` are its stored lexical terms when at hand (saves re-segmenting)."""
+@lru_cache(maxsize=20_000)
+def passage_forms(text: str) -> PassageForms:
+    """A passage's forms, computed without a word segmenter (a Chinese word of the question is found
+    as the characters, bigram or substring it is written with); cached, as the same passages come
+    back question after question."""
     folded = fold(text)
-    words = _LATIN_WORD.findall(folded)
-    forms = set(lexical_terms(text) if terms is None else terms)
-    forms.update(character for character in folded if is_cjk_letter(character))
-    forms.update(english_stems(words))
+    forms = set(_LATIN_WORD.findall(folded))
+    forms.update(english_stems(forms))
+    forms.update(_NUMBER.findall(folded))
+    for run in _CJK_RUN.findall(folded):
+        forms.update(run)
+        forms.update(run[index : index + 2] for index in range(len(run) - 1))
     return PassageForms(writing_script(text), frozenset(forms), folded)
 
 

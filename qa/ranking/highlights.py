@@ -9,13 +9,13 @@ on the gold sets, their sum picks the sentence holding the answer more often tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from qa.documents.text import split_sentences
-from qa.vectors.lexical import term_coverage
+from qa.ranking.evidence import QuestionTerms, passage_forms, term_evidence
 
 MAX_HIGHLIGHTS = 3
 # Sentences of the first results are also compared with the question by the encoder; below
@@ -48,8 +48,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 def highlight_passages(
     texts: Sequence[str],
-    question_terms: Sequence[str],
-    weights: Mapping[str, float],
+    question: QuestionTerms,
     question_vector: np.ndarray | None,
     embed_sentences: Callable[[list[str]], np.ndarray] | None,
     limit: int = MAX_HIGHLIGHTS,
@@ -68,9 +67,11 @@ def highlight_passages(
     results: list[list[Highlight]] = []
     position = 0
     for text, text_spans in zip(texts, spans):
+        sentence_forms = {index: passage_forms(text[start:end]) for index, (start, end) in enumerate(text_spans)}
+        coverage = term_evidence(question, sentence_forms)
         scored = []
-        for start, end in text_spans:
-            score = term_coverage(question_terms, text[start:end], weights) + float(similarity[position])
+        for index, (start, end) in enumerate(text_spans):
+            score = coverage[index] + float(similarity[position])
             scored.append(Highlight(text[start:end], start, end, round(score, 4)))
             position += 1
         scored.sort(key=lambda highlight: highlight.score, reverse=True)
