@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,15 @@ from qa.library import Library  # noqa: E402
 from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, FEATURES, confidence_features  # noqa: E402
 from qa.ranking.fusion import MODES  # noqa: E402
 from qa.results import Hit  # noqa: E402
-from qa.tools.eval import Question, benchmark_library, first_correct_rank, load_benchmark, select  # noqa: E402
-from qa.vectors.embedder import load_encoders  # noqa: E402
+from qa.tools.eval import (  # noqa: E402
+    Benchmark,
+    Question,
+    benchmark_library,
+    first_correct_rank,
+    load_benchmark,
+    select,
+)
+from qa.vectors.embedder import Embedder, load_encoders  # noqa: E402
 
 DEPTH = 10
 
@@ -60,16 +69,45 @@ def rows_for(
     return features, labels, tops, languages
 
 
+class RememberingEncoder:
+    """An encoder that embeds each question once: every source asks its questions in three modes,
+    and the public questions of two collections."""
+
+    def __init__(self, encoder: Embedder) -> None:
+        self.encoder = encoder
+        self.name, self.identity, self.dimension = encoder.name, encoder.identity, encoder.dimension
+        self.remembered: dict[str, np.ndarray] = {}
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in self.remembered]
+        if missing:
+            self.remembered.update(zip(missing, self.encoder.embed_queries(missing)))
+        return np.stack([self.remembered[text] for text in texts])
+
+    def embed_passages(self, texts: Sequence[str], progress=None) -> np.ndarray:
+        return self.encoder.embed_passages(texts, progress=progress)
+
+
+@lru_cache(maxsize=1)
+def libraries(folders: tuple[Path, ...]) -> dict[str, tuple[Benchmark, Library]]:
+    """Each benchmark folder's library (cached indexes under .cache/eval), opened once for all modes."""
+    embedder, crosslingual = load_encoders(Settings(threads=2), progress=False)
+    embedder, crosslingual = RememberingEncoder(embedder), RememberingEncoder(crosslingual)
+    opened = {}
+    for folder in folders:
+        benchmark = load_benchmark(folder)
+        opened[benchmark.name] = (benchmark, benchmark_library(benchmark, embedder, crosslingual=crosslingual))
+    return opened
+
+
 def collect_sources(arguments: argparse.Namespace, mode: str) -> dict[str, tuple[str, str, tuple]]:
     """name -> (kind, part, rows) of every source of questions for one mode (cached on disk)."""
-    cache = PROJECT_ROOT / ".cache" / f"confidence-rows-{mode}-v2.pkl"
+    cache = PROJECT_ROOT / ".cache" / f"confidence-rows-{mode}-v3.pkl"
     if cache.exists() and not arguments.refresh:
         return pickle.loads(cache.read_bytes())
-    embedder, crosslingual = load_encoders(Settings(threads=2), progress=False)
-    page = load_benchmark(arguments.page)
-    publics = [load_benchmark(folder) for folder in (arguments.cmrc, arguments.drcd)]
-    libraries = {b.name: benchmark_library(b, embedder, crosslingual=crosslingual) for b in [page, *publics]}
-    page_library = libraries[page.name]
+    publics = (arguments.cmrc, arguments.drcd, arguments.en2zh, arguments.zh2en)
+    opened = libraries((arguments.page, *publics))
+    page, page_library = opened[arguments.page.name]
     count = arguments.public_questions
     sources = {}
     for split, part in (("dev", "train"), ("test", "test")):
@@ -79,8 +117,8 @@ def collect_sources(arguments: argparse.Namespace, mode: str) -> dict[str, tuple
         sources[f"page unanswerable ({split})"] = (
             "unanswerable", part, rows_for(page_library, select(page.unanswerable, {"split": split}), mode, False)
         )
-    for public in publics:
-        library = libraries[public.name]
+    for folder in publics:
+        public, library = opened[folder.name]
         for half, part in ((0, "train"), (1, "test")):
             questions = public.questions[half : 2 * count : 2]
             sources[f"{public.name} answerable ({part})"] = (
@@ -127,11 +165,39 @@ def answerable_flags(probabilities: np.ndarray, tops: list[int], depth: int = AN
     return np.array([probabilities[start : min(end, start + depth)].max() for start, end in zip(tops, ends)])
 
 
+def confidence_order_correct(probabilities: np.ndarray, labels: list[int], tops: list[int]) -> float:
+    """Share of questions whose most confident result (among the fused top 10) answers them."""
+    ends = [*tops[1:], len(probabilities)]
+    best = [start + int(np.argmax(probabilities[start:end])) for start, end in zip(tops, ends)]
+    return float(np.mean([labels[index] for index in best]))
+
+
+def report_thresholds(model, sources: dict[str, tuple[str, str, tuple]]) -> None:
+    """The page's rates at a few thresholds, on the dev split (chosen there) and the test split."""
+    for split in ("dev", "test"):
+        rates = []
+        for threshold in (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
+            cells = []
+            for kind in ("answerable", "unanswerable"):
+                rows, _, tops, languages = sources[f"page {kind} ({split})"][2]
+                flags = answerable_flags(model.predict_proba(np.array(rows))[:, 1], tops) >= threshold
+                for language in ("other", "latin"):
+                    chosen = flags[[item == language for item in languages]]
+                    value = chosen.mean() if kind == "answerable" else 1 - chosen.mean()
+                    cells.append(f"{'zh' if language == 'other' else 'en'} {kind[:2]} {value:.2f}")
+            rates.append(f"{threshold}: " + " ".join(cells))
+        print(f"      page {split} (answerable: flagged true; unanswerable: flagged false):")
+        for line in rates:
+            print(f"        {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--page", type=Path, default=PROJECT_ROOT / "evals" / "bundled-page")
     parser.add_argument("--cmrc", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "cmrc2018-dev")
     parser.add_argument("--drcd", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "drcd-dev")
+    parser.add_argument("--en2zh", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "xquad-en2zh-dev")
+    parser.add_argument("--zh2en", type=Path, default=PROJECT_ROOT.parent / "shared" / "evals" / "xquad-zh2en-dev")
     parser.add_argument("--public-questions", type=int, default=200, help="questions used per public set")
     parser.add_argument("--refresh", action="store_true", help="recompute the cached feature rows")
     arguments = parser.parse_args()
@@ -147,15 +213,21 @@ def main() -> int:
         model = LogisticRegression(C=1.0, max_iter=5000).fit(features, labels, sample_weight=row_weights * len(labels))
         coefficients = (float(model.intercept_[0]), *map(float, model.coef_[0]))
         print(f'    "{mode}": ({", ".join(f"{value:.4f}" for value in coefficients)}),')
-        for name, (_, _, (rows, row_labels, tops, _)) in sources.items():
+        for name, (_, _, (rows, row_labels, tops, languages)) in sources.items():
             probabilities = model.predict_proba(np.array(rows))[:, 1]
             flags = answerable_flags(probabilities, tops) >= ANSWERABLE_CONFIDENCE
             top = np.array([probabilities[index] for index in tops])
             correct = np.mean([row_labels[index] for index in tops])
-            print(
-                f"      {name}: answerable=true for {flags.mean():.3f} of {len(tops)};"
-                f" mean top confidence {top.mean():.3f}, top result correct {correct:.3f}"
+            by_language = ", ".join(
+                f"{language} {flags[[item == language for item in languages]].mean():.3f}"
+                for language in sorted(set(languages))
             )
+            print(
+                f"      {name}: answerable=true for {flags.mean():.3f} of {len(tops)} ({by_language});"
+                f" mean top confidence {top.mean():.3f}, top result correct {correct:.3f},"
+                f" if ranked by confidence {confidence_order_correct(probabilities, row_labels, tops):.3f}"
+            )
+        report_thresholds(model, sources)
     return 0
 
 

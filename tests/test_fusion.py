@@ -6,7 +6,7 @@ import pytest
 from qa.index.passage_index import ChannelScores, moments_from_top
 from qa.ranking.confidence import FEATURES, confidence_features, probability
 from qa.ranking.evidence import question_terms
-from qa.ranking.fusion import fuse
+from qa.ranking.fusion import CREDIT_FACTOR, PassageEvidence, evidence_score, fuse, rerank
 from qa.ranking.highlights import highlight_passages, sentence_spans
 
 
@@ -28,6 +28,32 @@ def test_fused_score_is_the_weighted_sum_of_z_scores():
     lexical = ChannelScores("lexical", {7: 12.0}, mean=2.0, std=5.0)
     [(key, score)] = fuse([dense, lexical], weights={"dense": 1.0, "lexical": 0.5})
     assert key == 7 and score == pytest.approx(2.0 + 0.5 * 2.0)
+
+
+def test_a_lone_keyword_match_in_a_passage_of_the_other_script_cannot_outvote_the_encoders():
+    # an English question over Chinese passages: passage 2 shares only the year "2015" with it
+    dense = ChannelScores("dense", {1: 0.88, 2: 0.80, 3: 0.79}, mean=0.75, std=0.03)
+    lexical = ChannelScores("lexical", {2: 9.0}, mean=0.03, std=0.5)  # z = 18: one match among 300 passages
+    first = fuse([dense, lexical])
+    assert first[0][0] == 2  # the plain sum of z-scores is fooled
+    evidence = {key: PassageEvidence(coverage, same_script=False) for key, coverage in ((1, 0.4), (2, 0.1), (3, 0.0))}
+    assert rerank(first, [dense, lexical], evidence)[0][0] == 1
+
+
+def test_bm25_counts_in_full_for_a_passage_that_holds_most_of_the_question():
+    dense = ChannelScores("dense", {1: 0.86, 2: 0.85}, mean=0.75, std=0.05)
+    lexical = ChannelScores("lexical", {2: 30.0, 1: 1.0}, mean=1.0, std=3.0)
+    evidence = {1: PassageEvidence(0.3, same_script=True), 2: PassageEvidence(0.8, same_script=True)}
+    weak = {1: PassageEvidence(0.3, same_script=True), 2: PassageEvidence(0.1, same_script=True)}
+    assert evidence_score(2, [dense, lexical], evidence[2]) - evidence_score(2, [dense, lexical], weak[2]) > 3.0
+    assert rerank(fuse([dense, lexical]), [dense, lexical], evidence)[0][0] == 2
+
+
+def test_a_credit_keeps_part_of_its_standing():
+    dense = ChannelScores("dense", {1: 0.95, 2: 0.90}, mean=0.75, std=0.05)  # z 4 (a by-line) and 3
+    evidence = {1: PassageEvidence(0.0, True, credit=True), 2: PassageEvidence(0.0, True)}
+    ranked = rerank(fuse([dense]), [dense], evidence, coverage_weight=0.0)
+    assert ranked == [(2, pytest.approx(3.0)), (1, pytest.approx(4.0 * CREDIT_FACTOR))]
 
 
 def test_moments_from_top_treat_unlisted_passages_as_zero():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from qa.config import PROJECT_ROOT
+from qa.documents.passages import CONTENT, CREDIT
 from qa.tools.eval import evaluate, load_benchmark, select
 
 GOLD = load_benchmark(PROJECT_ROOT / "evals" / "bundled-page")
@@ -52,3 +53,15 @@ def test_questions_the_page_cannot_answer_are_mostly_flagged(hybrid_results):
 def test_the_top_highlight_usually_holds_the_answer(hybrid_results):
     # counted over all questions: the top passage must be right and its first highlight hold the answer
     assert hybrid_results["highlight_accuracy"] >= 0.75
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_by_line_is_not_the_answer_to_a_question_about_the_people_it_could_list(bundled_library, mode):
+    # the reporters' by-line (山西日报记者：郭宁…) was the top answer to this question in dense mode
+    answer = bundled_library.ask("Who runs Heshun County?", top_k=3, mode=mode)
+    assert answer[0].passage.kind == CONTENT, answer[0].passage.text
+
+
+def test_a_question_about_the_reporters_still_finds_the_by_line(bundled_library):
+    answer = bundled_library.ask("山西日报记者有哪些？", top_k=1)
+    assert answer[0].passage.kind == CREDIT

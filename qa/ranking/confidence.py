@@ -39,6 +39,7 @@ FEATURES = (
     "name_match",
     "dense_margin",
     "crosslingual_margin",
+    "fused_margin",
 )
 
 # Fitted by benchmarks/fit_confidence.py (see its output in the README); per mode: intercept, then FEATURES.
@@ -63,6 +64,7 @@ def confidence_features(
     """
     by_name = {channel.name: channel for channel in channels}
     keys = [key for key, _ in ranked[:context]]
+    fused = dict(ranked[:context])
 
     def margin(name: str, key: int) -> float:
         if name not in by_name:
@@ -74,8 +76,12 @@ def confidence_features(
     def raw(name: str, key: int) -> float:
         return by_name[name].scores.get(key, 0.0) if name in by_name else 0.0
 
+    def fused_margin(key: int, score: float) -> float:
+        others = [other for other_key, other in fused.items() if other_key != key]
+        return score - max(others) if others else 0.0
+
     rows = []
-    for key, _ in ranked:
+    for key, score in ranked:
         rows.append(
             {
                 "crosslingual_cosine": raw("crosslingual", key),
@@ -84,6 +90,7 @@ def confidence_features(
                 "name_match": float(raw("names", key) > 0),
                 "dense_margin": margin("dense", key),
                 "crosslingual_margin": margin("crosslingual", key),
+                "fused_margin": fused_margin(key, score),
             }
         )
     return rows

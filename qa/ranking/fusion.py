@@ -12,18 +12,19 @@ no say in the ranking; that is what naive reciprocal-rank fusion lacks.
 
 Two stages, because what a keyword match is worth depends on the question and the passage:
 
-1. ``fuse``: the weighted sum of z-scores over every candidate, with the keyword channels'
-   z-scores capped. A keyword channel that matched one rare token in one passage (a year, an
-   acronym, a Latin word inside Chinese text) gives that passage a z-score near the square root
-   of the collection's size (17 among 300 passages), which outvoted both encoders and cost
-   English questions about Chinese text 7 points of Recall@1. Capped, a keyword match can
-   confirm what the encoders found but not overrule them on its own.
+1. ``fuse``: the weighted sum of z-scores over every candidate.
 2. ``rerank``: the best ``RERANKED`` of the first stage are scored again with what only their
-   text can tell (``PassageEvidence``): the share of the question's terms each contains in its
-   own script, through a bilingual dictionary when the question is in another script
-   (qa.ranking.evidence), and a prior against credits (by-lines, photo credits) that name the
-   people and places a question asks about without saying anything about them: their standing
-   above the collection's average is halved.
+   text can tell (``PassageEvidence``, ``evidence_score``): the share of the question's terms each
+   contains in its own script, through a bilingual dictionary when the question is in another
+   script (qa.ranking.evidence), is added, and decides what the keyword channels may contribute.
+   A keyword channel that matched one rare token in one passage (a year, an acronym, a Latin
+   word inside Chinese text) gives it a z-score near the square root of the collection's size
+   (17 among 300 passages): it outvoted both encoders and cost English questions about Chinese
+   text 7 points of Recall@1. In a mixed collection, Chinese passages sharing a common word
+   with a Chinese question about an English passage did the same. So BM25 counts in proportion
+   to the share of the question a passage holds, and is capped across scripts. Credits (by-lines,
+   photo credits), which name the people and places a question asks about without saying
+   anything about them, keep half their standing above the collection's average.
 
 Weights were chosen on the benchmarks (see README, "Answer quality").
 """
@@ -37,9 +38,14 @@ from qa.index.passage_index import ChannelScores
 
 CHANNEL_WEIGHTS: dict[str, float] = {"dense": 1.0, "crosslingual": 0.5, "lexical": 0.4, "names": 0.3}
 KEYWORD_CHANNELS = ("lexical", "names")
-# The most standard deviations a keyword channel may claim for a passage (the encoders' best
-# passage typically stands 3-6 above the collection).
-KEYWORD_Z_CAP = 3.0
+# The most standard deviations a keyword match across scripts may claim for a passage (the
+# encoders' best passage typically stands 3-6 above the collection): the pinyin of a name always
+# crosses scripts; a word or number in a passage of the other script is one token of the question.
+CROSS_SCRIPT_Z_CAP = 3.0
+# BM25 counts in full for a passage holding at least this share of the question's terms (by
+# rarity), and in proportion below: a passage sharing one common word with the question ranks
+# high under BM25 in a big collection, but says little about answering it.
+FULL_MATCH_COVERAGE = 0.5
 # Weight of term evidence (coverage in [0, 1]), in the same standard-deviation units.
 COVERAGE_WEIGHT = 4.0
 # A credit keeps this share of its standing above the collection's average: a by-line that an
@@ -56,20 +62,15 @@ MODE_CHANNELS: dict[str, tuple[str, ...]] = {
 MODES = tuple(MODE_CHANNELS)
 
 
-def channel_contribution(channel: ChannelScores, key: int, weights: Mapping[str, float] = CHANNEL_WEIGHTS) -> float:
-    """What one channel adds to a passage's fused score: its weighted z-score, capped for keyword channels."""
-    score = channel.standardized(key)
-    if channel.name in KEYWORD_CHANNELS:
-        score = min(score, KEYWORD_Z_CAP)
-    return weights.get(channel.name, 1.0) * score
-
-
 def fuse(
     channels: Sequence[ChannelScores], weights: Mapping[str, float] = CHANNEL_WEIGHTS
 ) -> list[tuple[int, float]]:
-    """(key, fused score) for every candidate of any channel, best first; ties broken by key."""
+    """First stage: (key, weighted sum of z-scores) for every candidate of any channel, best first."""
     candidates = {key for channel in channels for key in channel.scores}
-    fused = {key: sum(channel_contribution(channel, key, weights) for channel in channels) for key in candidates}
+    fused = {
+        key: sum(weights.get(channel.name, 1.0) * channel.standardized(key) for channel in channels)
+        for key in candidates
+    }
     return _best_first(fused.items())
 
 
@@ -78,29 +79,50 @@ class PassageEvidence:
     """What a passage's own text says about a question (see qa.ranking.evidence)."""
 
     coverage: float  # share of the question's terms it contains, in its own script, in [0, 1]
+    same_script: bool  # written in the question's script
     credit: bool = False  # a by-line, photo or editor credit, or a dateline
+
+
+def evidence_score(
+    key: int,
+    channels: Sequence[ChannelScores],
+    evidence: PassageEvidence,
+    weights: Mapping[str, float] = CHANNEL_WEIGHTS,
+    coverage_weight: float = COVERAGE_WEIGHT,
+) -> float:
+    """Second stage: a passage's score with what each channel may contribute decided by its evidence.
+
+    The encoders count as in the first stage. BM25 counts in proportion to the share of the
+    question the passage holds (up to ``FULL_MATCH_COVERAGE``) and is capped across scripts; the
+    pinyin-name channel is capped; the coverage itself is added; a credit's standing is shrunk.
+    """
+    score = 0.0
+    for channel in channels:
+        standing = channel.standardized(key)
+        if channel.name == "names" or (channel.name == "lexical" and not evidence.same_script):
+            standing = min(standing, CROSS_SCRIPT_Z_CAP)
+        if channel.name == "lexical":
+            standing *= min(1.0, evidence.coverage / FULL_MATCH_COVERAGE)
+        score += weights.get(channel.name, 1.0) * standing
+    score += coverage_weight * evidence.coverage
+    return min(score, score * CREDIT_FACTOR) if evidence.credit else score
 
 
 def rerank(
     ranked: Sequence[tuple[int, float]],
+    channels: Sequence[ChannelScores],
     evidence: Mapping[int, PassageEvidence],
+    weights: Mapping[str, float] = CHANNEL_WEIGHTS,
     coverage_weight: float = COVERAGE_WEIGHT,
 ) -> list[tuple[int, float]]:
-    """The first-stage ranking with each passage in ``evidence`` scored again, best first.
-
-    Passages without evidence keep their score; only the first stage's best are expected to have
-    some, and the coverage bonus never lowers a score, so the others stay below them unless a
-    credit drops among them.
-    """
-    rescored = []
-    for key, score in ranked:
-        found = evidence.get(key)
-        if found is not None:
-            score += coverage_weight * found.coverage
-            if found.credit:
-                score = min(score, score * CREDIT_FACTOR)
-        rescored.append((key, score))
-    return _best_first(rescored)
+    """The passages of the first-stage ranking that have ``evidence``, scored again, best first,
+    then the others in their first-stage order (scores are comparable within each part only)."""
+    rescored = [
+        (key, evidence_score(key, channels, evidence[key], weights, coverage_weight))
+        for key, _ in ranked
+        if key in evidence
+    ]
+    return _best_first(rescored) + [(key, score) for key, score in ranked if key not in evidence]
 
 
 def _best_first(scored: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
