@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,12 +31,13 @@ from qa.results import Hit  # noqa: E402
 from qa.tools.eval import (  # noqa: E402
     Benchmark,
     Question,
+    RememberingEncoder,
     benchmark_library,
     first_correct_rank,
     load_benchmark,
     select,
 )
-from qa.vectors.embedder import Embedder, load_encoders  # noqa: E402
+from qa.vectors.embedder import load_encoders  # noqa: E402
 
 DEPTH = 10
 
@@ -67,25 +67,6 @@ def rows_for(
             features.append([row[name] for name in FEATURES])
             labels.append(int(correct))
     return features, labels, tops, languages
-
-
-class RememberingEncoder:
-    """An encoder that embeds each question once: every source asks its questions in three modes,
-    and the public questions of two collections."""
-
-    def __init__(self, encoder: Embedder) -> None:
-        self.encoder = encoder
-        self.name, self.identity, self.dimension = encoder.name, encoder.identity, encoder.dimension
-        self.remembered: dict[str, np.ndarray] = {}
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [text for text in dict.fromkeys(texts) if text not in self.remembered]
-        if missing:
-            self.remembered.update(zip(missing, self.encoder.embed_queries(missing)))
-        return np.stack([self.remembered[text] for text in texts])
-
-    def embed_passages(self, texts: Sequence[str], progress=None) -> np.ndarray:
-        return self.encoder.embed_passages(texts, progress=progress)
 
 
 @lru_cache(maxsize=1)
