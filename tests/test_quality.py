@@ -65,3 +65,29 @@ def test_a_by_line_is_not_the_answer_to_a_question_about_the_people_it_could_lis
 def test_a_question_about_the_reporters_still_finds_the_by_line(bundled_library):
     answer = bundled_library.ask("山西日报记者有哪些？", top_k=1)
     assert answer[0].passage.kind == CREDIT
+
+
+def test_similar_passages_come_with_a_similarity_in_order_and_the_matching_sentence(bundled_library):
+    hits = bundled_library.similar("老旧小区改造让居民住得更舒心", top_k=5)
+    similarities = [hit.confidence for hit in hits]
+    assert similarities == sorted(similarities, reverse=True) and 0.3 < similarities[0] <= 1.0
+    assert all(hit.highlights for hit in hits)
+    assert "老旧小区" in hits[0].highlights[0].text
+
+
+def test_an_unrelated_text_is_not_similar(bundled_library):
+    [hit] = bundled_library.similar("How do I center a div in CSS?", top_k=1)
+    assert hit.confidence < 0.3
+
+
+def test_neighbours_of_a_passage_carry_similarities_and_highlights(bundled_library):
+    source = bundled_library.ask("城市管理应该像什么一样精细？", top_k=1)[0].passage
+    hits = bundled_library.similar_to_passage(source.id, top_k=3)
+    assert all(0.0 < hit.confidence <= 1.0 and hit.highlights for hit in hits)
+    assert source.id not in {hit.passage.id for hit in hits}
+
+
+def test_confidence_never_rises_down_the_list(bundled_library):
+    for question in [q.question for q in GOLD.questions[:20]] + ["Who runs Heshun County?", "明天北京会下雨吗？"]:
+        confidences = [hit.confidence for hit in bundled_library.ask(question, top_k=10)]
+        assert confidences == sorted(confidences, reverse=True), question

@@ -111,3 +111,16 @@ def result_confidences(
 ) -> list[float]:
     """Confidence in [0, 1] of each ranked result, rounded for display."""
     return [round(probability(row, mode), 4) for row in confidence_features(ranked, channels, coverage)]
+
+
+def non_increasing(confidences: Sequence[float]) -> list[float]:
+    """Confidences in ranking order, each capped at the one above it.
+
+    Results are ordered by the fused ranking, which puts the right passage first more often than
+    ordering by confidence does (measured by benchmarks/fit_confidence.py: see README); a result
+    ranked below another is then never shown as more likely to answer than it.
+    """
+    capped: list[float] = []
+    for confidence in confidences:
+        capped.append(min(confidence, capped[-1]) if capped else confidence)
+    return capped
