@@ -196,7 +196,7 @@ def main() -> int:
         print(f'    "{mode}": ({", ".join(f"{value:.4f}" for value in coefficients)}),')
         for name, (_, _, (rows, row_labels, tops, languages)) in sources.items():
             probabilities = model.predict_proba(np.array(rows))[:, 1]
-            flags = answerable_flags(probabilities, tops) >= ANSWERABLE_CONFIDENCE
+            flags = answerable_flags(probabilities, tops) >= ANSWERABLE_CONFIDENCE[mode]
             top = np.array([probabilities[index] for index in tops])
             correct = np.mean([row_labels[index] for index in tops])
             by_language = ", ".join(
