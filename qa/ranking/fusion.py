@@ -95,13 +95,15 @@ def evidence_score(
     The encoders count as in the first stage. BM25 counts in proportion to the share of the
     question the passage holds (up to ``FULL_MATCH_COVERAGE``) and is capped across scripts; the
     pinyin-name channel is capped; the coverage itself is added; a credit's standing is shrunk.
+    With ``coverage_weight`` 0 (the single-family modes: ``dense``, ``lexical``) only the credit
+    prior applies: keyword evidence is judged against the encoders only where both are fused.
     """
     score = 0.0
     for channel in channels:
         standing = channel.standardized(key)
-        if channel.name == "names" or (channel.name == "lexical" and not evidence.same_script):
+        if coverage_weight and (channel.name == "names" or (channel.name == "lexical" and not evidence.same_script)):
             standing = min(standing, CROSS_SCRIPT_Z_CAP)
-        if channel.name == "lexical":
+        if coverage_weight and channel.name == "lexical":
             standing *= min(1.0, evidence.coverage / FULL_MATCH_COVERAGE)
         score += weights.get(channel.name, 1.0) * standing
     score += coverage_weight * evidence.coverage
