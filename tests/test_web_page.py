@@ -189,11 +189,11 @@ def expected_best(answer: dict) -> dict | None:
     """The result the page must feature: the first of the first three reaching the answerable threshold."""
     if not answer["answerable"]:
         return None
-    return next(hit for hit in answer["results"][:ANSWERABLE_DEPTH] if hit["confidence"] >= ANSWERABLE_CONFIDENCE)
+    return next(hit for hit in answer["results"][:ANSWERABLE_DEPTH] if hit["confidence"] >= ANSWERABLE_CONFIDENCE["hybrid"])
 
 
 def confidence_word(value: float) -> str:
-    return "high" if value >= 0.75 else "medium" if value >= ANSWERABLE_CONFIDENCE else "low"
+    return "high" if value >= 0.75 else "medium" if value >= ANSWERABLE_CONFIDENCE["hybrid"] else "low"
 
 
 def check_answer_shown(browser, answer: dict) -> None:
@@ -224,7 +224,9 @@ def check_answer_shown(browser, answer: dict) -> None:
 def test_page_thresholds_match_the_service_confidence_module():
     """The page paints answers by the same threshold the service uses for ``answerable`` (no browser needed)."""
     page = PAGE.read_text(encoding="utf-8")
-    assert float(re.search(r"const ANSWERABLE_CONFIDENCE = ([\d.]+);", page)[1]) == ANSWERABLE_CONFIDENCE
+    declared = re.search(r"const ANSWERABLE_CONFIDENCE = \{([^}]*)\};", page)[1]
+    thresholds = {mode: float(value) for mode, value in re.findall(r"(\w+): ([\d.]+)", declared)}
+    assert thresholds == ANSWERABLE_CONFIDENCE
     assert int(re.search(r"const ANSWERABLE_DEPTH = (\d+);", page)[1]) == ANSWERABLE_DEPTH
     assert float(re.search(r"const HIGH_CONFIDENCE = ([\d.]+);", page)[1]) == 0.75  # README and legend say 0.75
 
