@@ -51,7 +51,7 @@ def _open(
     from qa.corpus import open_configured_library
     from qa.vectors.embedder import load_encoders
 
-    embedder, crosslingual = load_encoders(settings)
+    embedder, crosslingual = load_encoders(settings, serving=False)  # a command: no questions wait on it
     configured = settings if on_corpus else settings.replace(corpus=())
     return open_configured_library(configured, embedder, crosslingual, progress=progress, on_corpus=on_corpus)
 
@@ -248,7 +248,7 @@ def command_repair(settings: Settings, arguments: argparse.Namespace) -> int:
         print(f"index {settings.index_dir} passed its integrity check: nothing to repair")
         return 0
     print(f"index {settings.index_dir} is damaged: {'; '.join(problems)}")
-    embedder, crosslingual = load_encoders(settings)
+    embedder, crosslingual = load_encoders(settings, serving=False)
     report = repair(settings.index_dir, embedder, crosslingual, progress=True)
     print(f"restored {len(report.restored)} documents ({report.reused} vectors read back, {report.embedded} embedded"
           f" again); the damaged files are kept in {report.kept_in}")

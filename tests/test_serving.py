@@ -105,3 +105,17 @@ def test_indexing_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_o
     assert [len(batch) for batch in model.batches] == [PASSAGE_BATCH, PASSAGE_BATCH, 40 - 2 * PASSAGE_BATCH]
     lengths = [[len(text) for text in batch] for batch in model.batches]
     assert all(max(before) <= min(after) for before, after in zip(lengths, lengths[1:]))  # shortest together
+
+
+def test_a_command_indexes_in_every_slot_its_batches_in_parallel_and_keeps_the_input_order():
+    model = SlowEmbedder()
+    encoder = ServingEncoder("dense", model, 0, Slots(2, keep_one_for_questions=False))
+    texts = [("长" * (index % 7 + 1)) + str(index) for index in range(5 * PASSAGE_BATCH)]
+    reported = []
+
+    vectors = encoder.embed_passages(texts, progress=reported.append, indexing=True)
+
+    assert model.most_running == 2  # both cores busy: no question waits on `qa add`
+    assert sum(reported) == len(texts) and len(model.batches) == 5
+    np.testing.assert_allclose(vectors, model.embed_queries(texts), atol=1e-6)  # in the order given
+    assert encoder.stats().calls["passage"].count == 5

@@ -87,7 +87,15 @@ class PassageForms:
     text: str  # folded, for Chinese words longer than two characters
 
     def contains_any(self, forms: frozenset[str]) -> bool:
-        return any(form in self.forms or (len(form) > 2 and form in self.text) for form in forms)
+        exact, longer = _split_forms(forms)
+        return not exact.isdisjoint(self.forms) or any(form in self.text for form in longer)
+
+
+@lru_cache(maxsize=4096)
+def _split_forms(forms: frozenset[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A term's forms, and those of them longer than two characters (looked for inside the text too:
+    a passage's forms hold its characters and bigrams, not its longer words)."""
+    return forms, tuple(form for form in forms if len(form) > 2)
 
 
 @lru_cache(maxsize=20_000)

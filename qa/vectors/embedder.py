@@ -351,15 +351,20 @@ def load_embedder(
     return OnnxEmbedder(model, folder, VARIANT_FILES[variant], backend, threads=threads)
 
 
-def load_encoders(settings: Settings, progress: bool = True) -> tuple[Embedder, Embedder | None]:
+def load_encoders(
+    settings: Settings, progress: bool = True, serving: bool = True
+) -> tuple[Embedder, Embedder | None]:
     """(dense model, cross-lingual encoder or None) as the settings ask, ready to serve.
 
     Both share one set of compute slots (``qa.vectors.serving``): ``encoder_slots``, or by
-    default as many as the cores hold calls of ``threads`` intra-op threads each.
+    default as many as the cores hold calls of ``threads`` intra-op threads each. ``serving``:
+    questions may come while passages are embedded (a server), so indexing leaves them a slot;
+    a command passes False and indexes in every slot.
     """
     from qa.vectors.serving import ServingEncoder, Slots
 
-    slots = Slots(settings.encoder_slots or max(1, (os.cpu_count() or 1) // settings.threads))
+    total = settings.encoder_slots or max(1, (os.cpu_count() or 1) // settings.threads)
+    slots = Slots(total, keep_one_for_questions=serving)
     dense = load_embedder(
         settings.model, settings.models_dir, threads=settings.threads, progress=progress, backend=settings.backend
     )

@@ -6,8 +6,9 @@
 - Slots: at most ``slots`` encoder calls compute at once, all encoders together (cores ÷
   intra-op threads), however many request threads the HTTP server runs; more runnable compute
   threads than cores only made each call slower (a 17 ms encode took 350 ms oversubscribed).
-  Indexing takes one slot fewer, in batches, so a question always finds a free slot during an
-  ingest and waits for one batch at most.
+  In a server, indexing takes one slot fewer, in batches, so a question always finds a free slot
+  during an ingest and waits for one batch at most; a command (``qa add``) answers no questions and
+  indexes in all of them, its batches in parallel.
 - Timings and hit counts are plain numbers here; ``qa.http.metrics`` exports them.
 """
 
@@ -18,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -60,12 +62,14 @@ class EncoderStats:
 
 
 class Slots:
-    """Permits to compute, shared by the encoders of one service: ``total`` for anyone, one fewer for indexing."""
+    """Permits to compute, shared by the encoders of one service: ``total`` for anyone; for indexing,
+    one fewer while questions must find a free slot (a server), all of them otherwise (a command)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, keep_one_for_questions: bool = True) -> None:
         self.total = max(1, total)
         self.any = threading.BoundedSemaphore(self.total)
-        self.indexing = threading.BoundedSemaphore(max(1, self.total - 1))
+        self.for_indexing = max(1, self.total - 1) if keep_one_for_questions else self.total
+        self.indexing = threading.BoundedSemaphore(self.for_indexing)
 
 
 class ServingEncoder:
@@ -140,7 +144,7 @@ class ServingEncoder:
 
         ``indexing``: the call embeds passages to store (an ingest, a migration), not to answer a
         request; it runs in batches of ``PASSAGE_BATCH``, shortest texts together, each batch in
-        an indexing slot.
+        an indexing slot, as many batches at once as there are indexing slots.
         """
         if not indexing or len(texts) <= PASSAGE_BATCH:
             vectors = self._timed("passage", lambda: self.model.embed_passages(texts), len(texts), indexing)
@@ -149,12 +153,24 @@ class ServingEncoder:
             return vectors
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         vectors = np.empty((len(texts), self.model.dimension), dtype=np.float32)
-        for start in range(0, len(order), PASSAGE_BATCH):
-            chosen = order[start : start + PASSAGE_BATCH]
+        batches = [order[start : start + PASSAGE_BATCH] for start in range(0, len(order), PASSAGE_BATCH)]
+
+        reported = threading.Lock()  # batches finish in worker threads; progress hears one at a time
+
+        def embed(chosen: list[int]) -> None:
             batch = [texts[index] for index in chosen]
             vectors[chosen] = self._timed("passage", partial(self.model.embed_passages, batch), len(batch), True)
             if progress:
-                progress(len(chosen))
+                with reported:
+                    progress(len(chosen))
+
+        workers = min(len(batches), self.slots.for_indexing if self.slots else 1)
+        if workers == 1:
+            for chosen in batches:
+                embed(chosen)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"embed-{self.channel}") as pool:
+                list(pool.map(embed, batches))  # re-raises a batch's error
         return vectors
 
     def stats(self) -> EncoderStats:
