@@ -30,7 +30,8 @@ INDEX_OPTIONS = ["index_dir", "model", "backend", "crosslingual", "models_dir", 
 
 # Files read and embedded together by ``add``: enough passages for full encoder batches, few
 # enough that progress shows and a crash loses little (each document is still written on its own).
-ADD_BATCH = 32
+ADD_BATCH = 128  # files embedded together at most, and at most ADD_BATCH_CHARS of their text
+ADD_BATCH_CHARS = 200_000  # ~800 passages: enough for full batches in every encoder slot, bounded memory
 
 
 def positive_int(raw: str) -> int:
@@ -170,20 +171,12 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
     failures = []
     passages = 0
     with tqdm(total=len(named), desc="adding", unit="file", disable=not sys.stderr.isatty()) as bar:
-        # files are read and embedded ADD_BATCH at a time: the model sees full batches across documents
-        for start in range(0, len(named), ADD_BATCH):
-            batch, paths = [], []
-            for path, document_id in named[start : start + ADD_BATCH]:
-                try:
-                    text, title = read_document_file(path, settings.max_upload_bytes, settings.budgets())
-                except (QAError, OSError) as error:
-                    counts["failed"] += 1
-                    failures.append(f"{path}: {error}")
-                    continue
-                batch.append(NewDocument(text, arguments.id or document_id, arguments.title or title,
-                                         metadata, f"file:{path.resolve()}"))
-                paths.append(path)
-            bar.set_postfix_str(named[min(start + ADD_BATCH, len(named)) - 1][0].name[-30:])
+        batch: list[NewDocument] = []
+        paths: list[Path] = []
+
+        def flush() -> None:
+            """Embed and store the files read so far (the model sees full batches across documents)."""
+            nonlocal passages
             for path, result in zip(paths, library.add_documents(batch)):
                 if isinstance(result, QAError):
                     counts["failed"] += 1
@@ -191,7 +184,26 @@ def command_add(settings: Settings, arguments: argparse.Namespace) -> int:
                     continue
                 counts[result.status] += 1
                 passages += result.document.passages
-            bar.update(len(named[start : start + ADD_BATCH]))
+            bar.update(len(paths))
+            batch.clear()
+            paths.clear()
+
+        for path, document_id in named:
+            try:
+                text, title = read_document_file(path, settings.max_upload_bytes, settings.budgets())
+            except (QAError, OSError) as error:
+                counts["failed"] += 1
+                failures.append(f"{path}: {error}")
+                bar.update(1)
+                continue
+            batch.append(NewDocument(text, arguments.id or document_id, arguments.title or title,
+                                     metadata, f"file:{path.resolve()}"))
+            paths.append(path)
+            bar.set_postfix_str(path.name[-30:])
+            if len(batch) >= ADD_BATCH or sum(len(document.text) for document in batch) >= ADD_BATCH_CHARS:
+                flush()
+        if batch:
+            flush()
     library.close()
     print(", ".join(f"{count} {status}" for status, count in counts.items()) + f" ({passages} passages)")
     for failure in failures:

@@ -9,7 +9,7 @@ import numpy as np
 from conftest import FakeEmbedder
 
 from qa.vectors.embedder import PASSAGE_BATCH
-from qa.vectors.serving import ServingEncoder, Slots
+from qa.vectors.serving import COMMAND_BATCH, ServingEncoder, Slots
 
 
 class SlowEmbedder(FakeEmbedder):
@@ -110,12 +110,12 @@ def test_indexing_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_o
 def test_a_command_indexes_in_every_slot_its_batches_in_parallel_and_keeps_the_input_order():
     model = SlowEmbedder()
     encoder = ServingEncoder("dense", model, 0, Slots(2, keep_one_for_questions=False))
-    texts = [("长" * (index % 7 + 1)) + str(index) for index in range(5 * PASSAGE_BATCH)]
+    texts = [("长" * (index % 7 + 1)) + str(index) for index in range(5 * COMMAND_BATCH)]
     reported = []
 
     vectors = encoder.embed_passages(texts, progress=reported.append, indexing=True)
 
     assert model.most_running == 2  # both cores busy: no question waits on `qa add`
-    assert sum(reported) == len(texts) and len(model.batches) == 5
+    assert sum(reported) == len(texts) and sorted(map(len, model.batches)) == [COMMAND_BATCH] * 5
     np.testing.assert_allclose(vectors, model.embed_queries(texts), atol=1e-6)  # in the order given
     assert encoder.stats().calls["passage"].count == 5
