@@ -143,14 +143,16 @@ def training_weights(sources: dict[str, tuple[str, str, tuple]]) -> dict[str, li
 def answerable_flags(probabilities: np.ndarray, tops: list[int], depth: int = ANSWERABLE_DEPTH) -> np.ndarray:
     """The library's rule: a question is answerable when one of its first results is confident enough."""
     ends = [*tops[1:], len(probabilities)]
-    return np.array([probabilities[start : min(end, start + depth)].max() for start, end in zip(tops, ends)])
+    return np.array([
+        probabilities[start : min(end, start + depth)].max(initial=0.0) for start, end in zip(tops, ends)
+    ])  # a question with no results (a keyword search may find none) is not answerable
 
 
 def confidence_order_correct(probabilities: np.ndarray, labels: list[int], tops: list[int]) -> float:
     """Share of questions whose most confident result (among the fused top 10) answers them."""
     ends = [*tops[1:], len(probabilities)]
-    best = [start + int(np.argmax(probabilities[start:end])) for start, end in zip(tops, ends)]
-    return float(np.mean([labels[index] for index in best]))
+    best = [start + int(np.argmax(probabilities[start:end])) for start, end in zip(tops, ends) if end > start]
+    return float(np.sum([labels[index] for index in best]) / len(tops))
 
 
 def report_thresholds(model, sources: dict[str, tuple[str, str, tuple]]) -> None:
@@ -197,8 +199,10 @@ def main() -> int:
         for name, (_, _, (rows, row_labels, tops, languages)) in sources.items():
             probabilities = model.predict_proba(np.array(rows))[:, 1]
             flags = answerable_flags(probabilities, tops) >= ANSWERABLE_CONFIDENCE[mode]
-            top = np.array([probabilities[index] for index in tops])
-            correct = np.mean([row_labels[index] for index in tops])
+            ends = [*tops[1:], len(rows)]
+            found = [start for start, end in zip(tops, ends) if end > start]  # questions with results
+            top = np.array([probabilities[index] for index in found] + [0.0] * (len(tops) - len(found)))
+            correct = np.sum([row_labels[index] for index in found]) / len(tops)
             by_language = ", ".join(
                 f"{language} {flags[[item == language for item in languages]].mean():.3f}"
                 for language in sorted(set(languages))
