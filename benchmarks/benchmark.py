@@ -41,13 +41,11 @@ sys.path.insert(0, str(ROOT))
 # OpenMP workers would otherwise spin for a while after each call and take the server's core.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from reporting import load_average  # noqa: E402
+
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 class Server:

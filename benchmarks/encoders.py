@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from reporting import load_average  # noqa: E402
+
 from qa.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_MODELS_DIR  # noqa: E402
 from qa.results import Answer, Hit  # noqa: E402
 from qa.tools.eval import benchmark_library, evaluate, load_benchmark  # noqa: E402
@@ -41,10 +43,6 @@ from qa.vectors.embedder import UniversalSentenceEncoder, load_embedder  # noqa:
 EVALS = ROOT.parent / "shared" / "evals"
 RECALL_SETS = (ROOT / "evals" / "bundled-page", EVALS / "cmrc2018-dev")
 CROSSLINGUAL_SET = EVALS / "xquad-en2zh-dev"
-
-
-def load_average() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def short_passages(count: int, length: int = 150) -> list[str]:

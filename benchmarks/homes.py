@@ -12,7 +12,6 @@ first. In process (no HTTP): this is the cost of the home, not of the web server
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from reporting import write_results  # noqa: E402
 
 from qa.config import DEFAULT_CORPUS, Settings  # noqa: E402
 from qa.corpus import open_library  # noqa: E402
@@ -101,8 +102,7 @@ def main() -> int:
     results["same_first_passage"] = f"{same_first}/{len(questions) * arguments.rounds}"
     results["load_average_at_start"] = [round(value, 2) for value in load]
     results["milvus_server"] = arguments.milvus_uri or "milvus-lite (started by the script)"
-    arguments.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(results, arguments.json)
     return 0
 
 

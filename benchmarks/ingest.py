@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchmark import Connection, Server, load_average  # noqa: E402
+from benchmark import Connection, Server  # noqa: E402
+from reporting import load_average  # noqa: E402
 
 from qa.config import DEFAULT_MODEL, DEFAULT_MODELS_DIR, Settings  # noqa: E402
 from qa.corpus import corpus_files  # noqa: E402

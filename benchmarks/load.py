@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmark import Server  # noqa: E402
+from reporting import load_average, write_results  # noqa: E402
 
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 
@@ -118,7 +119,7 @@ def main() -> int:
 
     texts = questions()
     configs = arguments.configs.split(",")
-    results: dict = {"cpu_count": os.cpu_count(), "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    results: dict = {"cpu_count": os.cpu_count(), "load_before": load_average(),
                      "duration_s": arguments.duration, "rounds": arguments.rounds, "runs": []}
     cursor = 0
     with tempfile.TemporaryDirectory() as folder:
@@ -144,7 +145,7 @@ def main() -> int:
                                 spinner.kill()
                                 spinner.wait()
                         run = {"config": config, "busy": busy, "one_client": single, "eight_clients": many,
-                               "load": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+                               "load": load_average()}
                         results["runs"].append(run)
                         print(json.dumps(run), flush=True)
                 finally:
@@ -161,10 +162,8 @@ def main() -> int:
                 "errors": sum(r["eight_clients"]["errors"] for r in runs),
             }
     results["summary"] = summary
-    results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(json.dumps(summary, indent=2))
-    if arguments.json:
-        arguments.json.write_text(json.dumps(results, indent=2) + "\n")
+    results["load_after"] = load_average()
+    write_results(results, arguments.json, shown=summary)
     return 0
 
 

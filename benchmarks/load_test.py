@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from reporting import write_results  # noqa: E402
+
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 
 SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
@@ -247,8 +249,7 @@ def main() -> int:
         "load_average_at_start": [round(value, 2) for value in load],
         "milvus": arguments.milvus_uri or "milvus-lite (started by the script)",
     }
-    arguments.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(results, arguments.json)
     return 0 if balanced["errors"] == 0 and single["errors"] == 0 else 1
 
 

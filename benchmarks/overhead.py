@@ -12,7 +12,6 @@ term evidence, confidence, highlights and their sentence vectors).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ingest import fill_with_synthetic_passages  # noqa: E402
+from reporting import load_average, write_results  # noqa: E402
 
 from qa.config import Settings  # noqa: E402
 from qa.library import Library  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> int:
     dense, crosslingual = load_encoders(Settings(), progress=False)
     page = load_benchmark(ROOT / "evals" / "bundled-page")
     questions = [question.question for question in page.questions]
-    results: dict = {"cpu_count": os.cpu_count(), "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+    results: dict = {"cpu_count": os.cpu_count(), "load_before": load_average()}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "index"
         library = Library(folder, dense, crosslingual=crosslingual, progress=False)
@@ -63,10 +63,8 @@ def main() -> int:
                 "p50_ms": round(statistics.median(timings), 2), "p95_ms": round(percentile(timings, 0.95), 2)
             }
         library.close()
-    results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(json.dumps(results, indent=2))
-    if arguments.json:
-        arguments.json.write_text(json.dumps(results, indent=2) + "\n")
+    results["load_after"] = load_average()
+    write_results(results, arguments.json)
     return 0
 
 

@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from reporting import load_average, write_results  # noqa: E402
+
 from qa.config import DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_MODELS_DIR  # noqa: E402
 from qa.documents.passages import split_document  # noqa: E402
 from qa.tools.eval import load_benchmark  # noqa: E402
@@ -111,7 +113,7 @@ def main() -> int:
 
     from qa.index.vector_index import DEFAULT_EXACT_LIMIT, VectorIndex
 
-    results: dict = {"cpu_count": os.cpu_count(), "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+    results: dict = {"cpu_count": os.cpu_count(), "load_before": load_average()}
     base, queries = real_vectors(arguments.queries)
     results["real_passage_vectors"] = len(base)
     vectors = structured_vectors(base, arguments.vectors, noise=arguments.noise)
@@ -204,10 +206,8 @@ def main() -> int:
             }
         results["hnsw"] = entry
         print(json.dumps(entry), flush=True)
-    results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(json.dumps(results, indent=2))
-    if arguments.json:
-        arguments.json.write_text(json.dumps(results, indent=2) + "\n")
+    results["load_after"] = load_average()
+    write_results(results, arguments.json)
     return 0
 
 

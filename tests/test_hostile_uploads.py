@@ -66,13 +66,8 @@ def server(tmp_path_factory, bundled_model_folder):
         QA_PORT="0", QA_INDEX_DIR=str(index_dir), QA_CORPUS="", QA_CROSSLINGUAL="false", QA_THREADS="2",
         QA_BACKGROUND_CHARS=str(BACKGROUND_CHARS),
     )
-    process = ServerProcess([], environment)
-    try:
-        process.wait_until_serving()
+    with ServerProcess([], environment).running() as process:
         yield process
-        assert process.stop() == 0
-    finally:
-        process.kill()
 
 
 HOSTILE_FILES = {

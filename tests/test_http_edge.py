@@ -33,12 +33,8 @@ def server(tmp_path_factory, small_corpus_file, bundled_model_folder):
         ["--port", "0", "--index-dir", str(index_dir), "--corpus", str(small_corpus_file), "--crosslingual", "false"],
         environment,
     )
-    try:
-        process.wait_until_serving()
+    with process.running():
         yield process
-        assert process.stop() == 0
-    finally:
-        process.kill()
     assert "Traceback" not in process.log
 
 

@@ -18,6 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,16 @@ class ServerProcess:
             pytest.fail(f"the server did not stop within {STOP_TIMEOUT_SECONDS} s of SIGTERM:\n{self.log}")
         self._reader.join(timeout=5)
         return status
+
+    @contextmanager
+    def running(self) -> Iterator[ServerProcess]:
+        """Serving for the block, stopped by SIGTERM after it (exit status 0); killed if anything failed."""
+        try:
+            self.wait_until_serving()
+            yield self
+            assert self.stop() == 0, self.log
+        finally:
+            self.kill()
 
     def kill(self) -> None:
         if self.process.poll() is None:
