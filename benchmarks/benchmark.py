@@ -166,22 +166,22 @@ def latencies(server: Server, bare: BareTorch, questions: list[str], rounds: int
     return summary
 
 
-def throughput(server: Server, questions: list[str], clients: int, duration: float) -> dict:
-    """Requests per second of ``clients`` concurrent keep-alive clients asking hybrid questions."""
+def throughput(url: str, questions: list[str], clients: int, duration: float) -> dict:
+    """Requests per second of ``clients`` concurrent keep-alive clients asking hybrid questions of ``url``."""
     done: list[float] = []
     errors = [0]
     lock = threading.Lock()
     stop = time.perf_counter() + duration
 
     def run(offset: int) -> None:
-        connection = Connection(server.url)
+        connection = Connection(url)
         position = offset
         while time.perf_counter() < stop:
             try:
                 status, elapsed = connection.ask(questions[position % len(questions)])
             except OSError:
                 status, elapsed = 0, 0.0
-                connection = Connection(server.url)
+                connection = Connection(url)
             position += clients
             with lock:
                 if status == 200:
@@ -197,8 +197,9 @@ def throughput(server: Server, questions: list[str], clients: int, duration: flo
         thread.join()
     elapsed = time.perf_counter() - started
     return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(done), "errors": errors[0],
-            "requests_per_s": round(len(done) / elapsed, 1), "p50_ms": round(statistics.median(done), 1),
-            "p95_ms": round(percentile(done, 0.95), 1)}
+            "requests_per_s": round(len(done) / elapsed, 1),
+            "p50_ms": round(statistics.median(done), 1) if done else None,
+            "p95_ms": round(percentile(done, 0.95), 1) if done else None}
 
 
 def build_rate(passages: list[str]) -> dict:
@@ -248,7 +249,7 @@ def main() -> int:
             bare_seconds = results["ask_latency_http"]["bare_best_p50_ms"] / 1000
             del bare
             questions = [q.question for q in public.questions]  # distinct questions, many of them
-            many = throughput(server, questions, arguments.clients, arguments.duration)
+            many = throughput(server.url, questions, arguments.clients, arguments.duration)
             many["target_requests_per_s"] = round(0.8 * cores / bare_seconds, 1)
             results["concurrent_clients"] = many
             results["load_after_clients"] = load_average()

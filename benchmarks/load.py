@@ -15,14 +15,12 @@ shared machine hit them alike; medians over rounds are reported with the load av
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchmark import Server  # noqa: E402
+from benchmark import Connection, Server, throughput  # noqa: E402
 from reporting import load_average, write_results  # noqa: E402
 
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
@@ -44,24 +42,8 @@ def questions() -> list[str]:
     return page + public
 
 
-class Client:
-    """One keep-alive HTTP connection."""
-
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
-
-    def ask(self, question: str) -> tuple[int, float]:
-        body = json.dumps({"question": question, "mode": "hybrid"})
-        started = time.perf_counter()
-        self.connection.request("POST", "/api/ask", body, {"Content-Type": "application/json"})
-        response = self.connection.getresponse()
-        response.read()
-        return response.status, (time.perf_counter() - started) * 1000
-
-
 def one_client(url: str, texts: list[str]) -> dict:
-    client = Client(url)
+    client = Connection(url)
     timings = []
     for text in texts:
         status, elapsed = client.ask(text)
@@ -69,43 +51,6 @@ def one_client(url: str, texts: list[str]) -> dict:
             raise RuntimeError(f"status {status}")
         timings.append(elapsed)
     return {"p50_ms": statistics.median(timings), "p95_ms": percentile(timings, 0.95)}
-
-
-def many_clients(url: str, texts: list[str], clients: int, duration: float) -> dict:
-    timings: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop = time.perf_counter() + duration
-
-    def run(offset: int) -> None:
-        client = Client(url)
-        position = offset
-        while time.perf_counter() < stop:
-            try:
-                status, elapsed = client.ask(texts[position % len(texts)])
-            except OSError:
-                status, elapsed = 0, 0.0
-                client = Client(url)
-            position += clients
-            with lock:
-                if status == 200:
-                    timings.append(elapsed)
-                else:
-                    errors[0] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    return {
-        "requests_per_s": len(timings) / elapsed,
-        "errors": errors[0],
-        "p50_ms": statistics.median(timings) if timings else None,
-        "p95_ms": percentile(timings, 0.95) if timings else None,
-    }
 
 
 def main() -> int:
@@ -138,7 +83,7 @@ def main() -> int:
                             time.sleep(0.5)
                             single = one_client(server.url, texts[cursor : cursor + arguments.single])
                             cursor += arguments.single
-                            many = many_clients(server.url, texts[cursor:] + texts[:cursor], 8, arguments.duration)
+                            many = throughput(server.url, texts[cursor:] + texts[:cursor], 8, arguments.duration)
                             cursor = (cursor + 997) % len(texts)
                         finally:
                             if spinner is not None:
