@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from test_server_process import ServerProcess, server_environment
+
 START_TIMEOUT_SECONDS = 60
 EXTERNAL_URI = os.environ.get("QA_TEST_MILVUS_URI", "")
 
@@ -69,58 +71,11 @@ def collection_name(label: str) -> str:
     return f"t{secrets.token_hex(4)}_{label}"
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPLICA_START_TIMEOUT_SECONDS = 300
 
 
-class Replica:
-    """``python server.py`` on a free port with the Milvus home: one stateless replica."""
-
-    def __init__(self, milvus_uri: str, collection: str, **environment: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "server.py"],
-            cwd=PROJECT_ROOT,
-            env={
-                **os.environ, "QA_STORE": milvus_uri, "QA_MILVUS_COLLECTION": collection, "QA_PORT": "0",
-                "QA_CORPUS": "", "QA_CROSSLINGUAL": "false", "QA_THREADS": "1", **environment,
-            },
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-        )
-        self._lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.base_url = ""
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self._lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self._lines)
-
-    def wait_until_serving(self) -> str:
-        import re
-
-        deadline = time.monotonic() + REPLICA_START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if match := re.search(r"serving on (http://[^\s:/]+:\d+)", self.log):
-                self.base_url = match[1]
-                return self.base_url
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the replica did not start:\n{self.log}")
-
-    def kill(self) -> None:
-        """kill -9: no clean-up of any kind."""
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def replica(milvus_uri: str, collection: str, **environment: str) -> ServerProcess:
+    """``python server.py`` on a free port with the Milvus home: one stateless replica (not yet serving)."""
+    settings = {"QA_STORE": milvus_uri, "QA_MILVUS_COLLECTION": collection, "QA_PORT": "0", "QA_CORPUS": "",
+                "QA_CROSSLINGUAL": "false", "QA_THREADS": "1", **environment}
+    return ServerProcess([], server_environment(**settings))

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from milvus_server import PROJECT_ROOT, Replica, collection_name
+from milvus_server import REPLICA_START_TIMEOUT_SECONDS, collection_name, replica
+from test_server_process import PROJECT_ROOT, ServerProcess
 
 KITCHEN = "李小娜在和顺县的厨房工作，她做的莜面远近闻名，每天清晨五点开始和面。"
 GARDEN = "太原市迎泽区的社区花园由退休教师王建国打理，种了三十多种蔬菜和花卉。"
@@ -64,18 +65,13 @@ def collection(milvus_uri: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def replicas(milvus_uri: str, collection: str, bundled_model_folder: Path) -> Iterator[tuple[Replica, Replica]]:
-    first = Replica(milvus_uri, collection)
-    try:
-        first.wait_until_serving()  # the first creates the collections; the second finds them
-        second = Replica(milvus_uri, collection)
-        try:
-            second.wait_until_serving()
+def replicas(
+    milvus_uri: str, collection: str, bundled_model_folder: Path
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    # the first creates the collections; the second finds them
+    with replica(milvus_uri, collection).running(REPLICA_START_TIMEOUT_SECONDS) as first:
+        with replica(milvus_uri, collection).running(REPLICA_START_TIMEOUT_SECONDS) as second:
             yield first, second
-        finally:
-            second.stop()
-    finally:
-        first.stop()
 
 
 def test_a_document_added_through_one_replica_is_found_through_the_other(replicas):
@@ -139,8 +135,8 @@ def test_a_replica_killed_during_an_ingest_loses_nothing_acknowledged_while_the_
     milvus_uri, collection, replicas
 ):
     _, serving = replicas
-    doomed = Replica(milvus_uri, collection)
-    doomed.wait_until_serving()
+    doomed = replica(milvus_uri, collection)
+    doomed.wait_until_serving(REPLICA_START_TIMEOUT_SECONDS)
     acknowledged: list[str] = []
     failures: list[str] = []
     stop = threading.Event()

@@ -94,10 +94,10 @@ class ServerProcess:
         return status
 
     @contextmanager
-    def running(self) -> Iterator[ServerProcess]:
+    def running(self, timeout: float = START_TIMEOUT_SECONDS) -> Iterator[ServerProcess]:
         """Serving for the block, stopped by SIGTERM after it (exit status 0); killed if anything failed."""
         try:
-            self.wait_until_serving()
+            self.wait_until_serving(timeout)
             yield self
             assert self.stop() == 0, self.log
         finally:
