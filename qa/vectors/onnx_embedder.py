@@ -35,8 +35,14 @@ class OnnxEmbedder:
     so concurrent questions run in parallel rather than queueing behind one lock.
     """
 
-    def __init__(self, name: str, folder: Path, model_file: str, backend: str, threads: int = 1) -> None:
-        import onnxruntime
+    # ONNX Runtime takes any length as it comes (int8 scales activations per call: padding would
+    # change them); OpenVINO pads (see _run)
+    PAD_MULTIPLE = 1
+
+    def __init__(
+        self, name: str, folder: Path, model_file: str, backend: str, threads: int = 1, tokenizer=None
+    ) -> None:
+        """``tokenizer``: another embedder's of the same folder (``tokenizer``), shared: it holds ~280 MB."""
         from tokenizers import Tokenizer
 
         started = time.perf_counter()
@@ -46,15 +52,28 @@ class OnnxEmbedder:
         self.prompts = _read_prompts(folder)
         _check_pooling(folder)
         max_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length)
+        self._max_length = max_length
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(max_length)
+        self.tokenizer = tokenizer
         config = _read_json(folder / "config.json")
         self._pad_id = int(config.get("pad_token_id", 0) or 0)
         self.dimension = int(config["hidden_size"])
+        digest, runtime = self._load(folder, model_file, max(1, threads))
+        self.identity = f"{name}|{backend}|{digest}|{json.dumps(self.prompts, sort_keys=True)}"
+        log.info(
+            "model %s (%s, %s) loaded from %s in %.1f s",
+            name, backend, runtime, folder / model_file, time.perf_counter() - started,
+        )
+
+    def _load(self, folder: Path, model_file: str, threads: int) -> tuple[str, str]:
+        """Open the graph; (digest of its weights for the identity, how it runs, for the log)."""
+        import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         # Idle pool threads that spin wait steal the core another request or encoder needs.
@@ -65,15 +84,18 @@ class OnnxEmbedder:
         self._inputs = {item.name for item in self._session.get_inputs()}
         stamp = _read_json(folder / "onnx-export.json")
         digest = str(stamp.get("files", {}).get(model_file, {}).get("sha256", ""))[:16]
-        self.identity = f"{name}|{backend}|{digest}|{json.dumps(self.prompts, sort_keys=True)}"
-        log.info(
-            "model %s (%s, ONNX Runtime, %d threads) loaded from %s in %.1f s",
-            name, backend, options.intra_op_num_threads, folder / model_file, time.perf_counter() - started,
-        )
+        return digest, f"ONNX Runtime, {threads} threads"
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's last hidden state for one batch."""
+        return self._session.run(None, feed)[0]
 
     def _run(self, rows: list[list[int]]) -> np.ndarray:
         """Mean-pooled, normalised vectors of token id rows (one ONNX Runtime call)."""
-        length = max(len(row) for row in rows)
+        longest = max(len(row) for row in rows)
+        # padded (masked: no vector changes) to a multiple of PAD_MULTIPLE where the runtime
+        # prepares kernels per input shape, so that few shapes ever occur
+        length = max(longest, min(-(-longest // self.PAD_MULTIPLE) * self.PAD_MULTIPLE, self._max_length))
         input_ids = np.full((len(rows), length), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), length), dtype=np.int64)
         for index, row in enumerate(rows):
@@ -82,7 +104,7 @@ class OnnxEmbedder:
         feed = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(input_ids)
-        hidden = self._session.run(None, feed)[0]
+        hidden = self._infer(feed)
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -90,8 +112,8 @@ class OnnxEmbedder:
 
     def _token_rows(self, texts: Sequence[str], prompt: str) -> list[list[int]]:
         if len(texts) == 1:  # a question: skip the batch encoder's thread pool
-            return [self._tokenizer.encode(prompt + texts[0]).ids]
-        return [encoding.ids for encoding in self._tokenizer.encode_batch([prompt + text for text in texts])]
+            return [self.tokenizer.encode(prompt + texts[0]).ids]
+        return [encoding.ids for encoding in self.tokenizer.encode_batch([prompt + text for text in texts])]
 
     def _embed(
         self, texts: Sequence[str], prompt: str, progress: Callable[[int], None] | None = None
@@ -110,7 +132,7 @@ class OnnxEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text as the model reads it (special tokens included, cut at its maximum length)."""
-        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))] if texts else []
+        return [len(encoding.ids) for encoding in self.tokenizer.encode_batch(list(texts))] if texts else []
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions with the folder's query prompt."""
