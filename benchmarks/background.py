@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reporting import load_average, write_results  # noqa: E402
+from reporting import load_average, median_of, write_results  # noqa: E402
 
 from qa.config import Settings  # noqa: E402
 from qa.ingest_queue import DONE, FINISHED, IngestQueue  # noqa: E402
@@ -116,10 +116,11 @@ def main() -> int:
     for niceness, busy in configs:
         runs = [run for run in results["runs"] if run["niceness"] == niceness and run["busy"] == busy]
         table[f"nice +{niceness}, {'busy' if busy else 'idle'}"] = {
-            name: round(statistics.median(run[part][key] for run in runs), 1)
-            for name, part, key in (("alone_p50_ms", "alone", "p50_ms"), ("during_p50_ms", "during_job", "p50_ms"),
-                                    ("during_p90_ms", "during_job", "p90_ms"))
-        } | {"job_passages_per_s": round(statistics.median(run["job_passages_per_s"] for run in runs), 1)}
+            "alone_p50_ms": median_of(runs, "alone", "p50_ms"),
+            "during_p50_ms": median_of(runs, "during_job", "p50_ms"),
+            "during_p90_ms": median_of(runs, "during_job", "p90_ms"),
+            "job_passages_per_s": median_of(runs, "job_passages_per_s"),
+        }
     results["summary"] = table
     results["load_after"] = load_average()
     write_results(results, arguments.json, shown=table)

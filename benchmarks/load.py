@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchmark import Connection, Server, throughput  # noqa: E402
-from reporting import load_average, write_results  # noqa: E402
+from reporting import load_average, median_of, write_results  # noqa: E402
 
 from qa.tools.eval import load_benchmark, percentile  # noqa: E402
 
@@ -100,10 +100,9 @@ def main() -> int:
         for busy in (False, True):
             runs = [r for r in results["runs"] if r["config"] == config and r["busy"] == busy]
             summary[f"{config} {'busy' if busy else 'idle'}"] = {
-                "one_client_p50_ms": round(statistics.median(r["one_client"]["p50_ms"] for r in runs), 1),
-                "eight_clients_requests_per_s": round(
-                    statistics.median(r["eight_clients"]["requests_per_s"] for r in runs), 1),
-                "eight_clients_p50_ms": round(statistics.median(r["eight_clients"]["p50_ms"] for r in runs), 1),
+                "one_client_p50_ms": median_of(runs, "one_client", "p50_ms"),
+                "eight_clients_requests_per_s": median_of(runs, "eight_clients", "requests_per_s"),
+                "eight_clients_p50_ms": median_of(runs, "eight_clients", "p50_ms"),
                 "errors": sum(r["eight_clients"]["errors"] for r in runs),
             }
     results["summary"] = summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
 
@@ -17,3 +18,13 @@ def write_results(results: dict, path: Path | None, shown: object = None) -> Non
     print(json.dumps(results if shown is None else shown, indent=2, ensure_ascii=False))
     if path:
         path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+def median_of(runs: list[dict], *path: str) -> float:
+    """The median over runs of ``run[path[0]][path[1]]...``, rounded to 0.1 (the summaries' precision)."""
+    values = []
+    for run in runs:
+        for key in path:
+            run = run[key]
+        values.append(run)
+    return round(statistics.median(values), 1)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from qa.files import file_sha256, read_json, write_json_atomically
+from qa.tools.onnx_export import read_export_stamp
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,15 @@ STAMP_FILE_NAME = "openvino-export.json"
 SOURCE_FILE = "model.onnx"  # the fused fp32 graph of qa.tools.onnx_export
 
 
+def source_sha256(folder: Path) -> str | None:
+    """The digest of ``model.onnx`` that the ONNX export recorded in its stamp, or None."""
+    return ((read_export_stamp(folder) or {}).get("files") or {}).get(SOURCE_FILE, {}).get("sha256")
+
+
 def is_current_ir(folder: Path) -> bool:
     """Whether ``folder`` holds IR files converted from its current ``model.onnx``."""
     stamp = read_json(Path(folder) / STAMP_FILE_NAME)
-    onnx_stamp = read_json(Path(folder) / "onnx-export.json") or {}
-    source = (onnx_stamp.get("files") or {}).get(SOURCE_FILE, {}).get("sha256")
+    source = source_sha256(folder)
     if not stamp or not source or stamp.get("source_sha256") != source:
         return False
     files = stamp.get("files") or {}
@@ -72,10 +77,9 @@ def ensure_openvino_ir(folder: Path, *, progress: bool = True) -> Path:
     finally:
         for leftover in (temporary, temporary.with_suffix(".bin")):
             leftover.unlink(missing_ok=True)
-    onnx_stamp = read_json(folder / "onnx-export.json") or {}
     write_json_atomically(folder / STAMP_FILE_NAME, {
         "source": SOURCE_FILE,
-        "source_sha256": (onnx_stamp.get("files") or {}).get(SOURCE_FILE, {}).get("sha256"),
+        "source_sha256": source_sha256(folder),
         "openvino_version": openvino.__version__,
         "seconds": round(time.perf_counter() - started, 2),
         "files": {name: {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
