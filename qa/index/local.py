@@ -23,6 +23,7 @@ import numpy as np
 
 from qa.errors import DamagedIndex
 from qa.files import file_sha256, read_json, write_json_atomically
+from qa.index.deferred import Deferred
 from qa.index.locks import ReadWriteLock
 from qa.index.passage_index import (
     CANDIDATES_PER_CHANNEL,
@@ -78,7 +79,7 @@ class LocalPassageIndex:
             remove_abandoned_temporary_files(self.folder)
         self._lock = ReadWriteLock()
         self._checkpoint_lock = threading.Lock()
-        self._checkpoint_timer: threading.Timer | None = None
+        self._checkpointer = Deferred(self._checkpoint_quietly, "checkpoint")
         self._revision = self.store.revision()
         self.vector_indexes: dict[str, VectorIndex] = {}
         origins = set()
@@ -208,11 +209,7 @@ class LocalPassageIndex:
     def _schedule_checkpoint(self) -> None:
         if not self.vector_indexes or self.read_only:
             return  # nothing derived to snapshot (or nowhere to write it): the next opening rebuilds it
-        if self._checkpoint_timer is not None:
-            self._checkpoint_timer.cancel()
-        self._checkpoint_timer = threading.Timer(CHECKPOINT_DELAY_SECONDS, self._checkpoint_quietly)
-        self._checkpoint_timer.daemon = True
-        self._checkpoint_timer.start()
+        self._checkpointer.schedule(CHECKPOINT_DELAY_SECONDS)
 
     def _checkpoint_quietly(self) -> None:
         """A checkpoint whose failure is logged, not raised: it only costs a rebuild at the next opening."""
@@ -230,8 +227,7 @@ class LocalPassageIndex:
 
     def close(self) -> None:
         """Write a final snapshot (when vectors are open and the index is writable) and release the database."""
-        if self._checkpoint_timer is not None:
-            self._checkpoint_timer.cancel()
+        self._checkpointer.cancel()
         self._checkpoint_quietly()
         self.store.close()
 

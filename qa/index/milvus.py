@@ -49,6 +49,7 @@ import numpy as np
 
 from qa.documents.passages import Passage
 from qa.errors import CannotStart, InvalidInput
+from qa.index.deferred import Deferred
 from qa.index.passage_index import (
     CANDIDATES_PER_CHANNEL,
     LEXICAL_CHANNELS,
@@ -264,7 +265,7 @@ class MilvusPassageIndex:
         self._write_lock = threading.Lock()
         self._view = EMPTY_VIEW
         self._counted: tuple[str | None, dict[str, int]] = (None, {})  # term counts of one generation
-        self._flush_timer: threading.Timer | None = None
+        self._sealer = Deferred(self._checkpoint_quietly, "seal")
         try:
             self.client = MilvusClient(uri=uri, token=token or "", timeout=connect_timeout)
             version = str(self.client.get_server_version())
@@ -757,11 +758,7 @@ class MilvusPassageIndex:
     def _written(self) -> None:
         """After a write: on Milvus Lite, seal the new rows into indexed segments a moment later."""
         if self._seal_after_writes:
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-            self._flush_timer = threading.Timer(SEAL_DELAY_SECONDS, self._checkpoint_quietly)
-            self._flush_timer.daemon = True
-            self._flush_timer.start()
+            self._sealer.schedule(SEAL_DELAY_SECONDS)
 
     def _checkpoint_quietly(self) -> None:
         try:
@@ -779,10 +776,8 @@ class MilvusPassageIndex:
 
     def close(self) -> None:
         """Release the connection (sealing what this replica wrote, on Milvus Lite)."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            if self._seal_after_writes:
-                self._checkpoint_quietly()
+        if self._sealer.cancel() and self._seal_after_writes:  # rows written and not sealed yet
+            self._checkpoint_quietly()
         self.client.close()
 
 

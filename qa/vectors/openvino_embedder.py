@@ -16,27 +16,16 @@ next to two busy processes embedded 0.4 passages/s, at nice 0 40.7).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 from qa.files import read_json
-from qa.priority import lower_this_thread
-from qa.tools.onnx_export import INPUT_NAMES
 from qa.tools.openvino_export import IR_FILES, STAMP_FILE_NAME
 from qa.vectors.onnx_embedder import OnnxEmbedder
+from qa.vectors.openvino_runtime import CompiledRequests
 
 log = logging.getLogger(__name__)
-
-
-def native_bfloat16() -> bool:
-    """Whether OpenVINO's CPU plugin computes bfloat16 natively here (AMX or AVX512-BF16)."""
-    import openvino
-
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoEmbedder(OnnxEmbedder):
@@ -67,74 +56,21 @@ class OpenVinoEmbedder(OnnxEmbedder):
         super().__init__(name, folder, IR_FILES[0], backend, threads=threads, tokenizer=tokenizer)
 
     def _load(self, folder: Path, model_file: str, threads: int) -> tuple[str, str]:
-        """Read the stamp only: the graph is compiled at the first call (``_compiled_requests``), so a
+        """Read the stamp only: the graph is compiled at the first call (``CompiledRequests``), so a
         server that only answers questions never holds it (~190 MB resident)."""
-        self._path = folder / model_file
-        self._threads = threads
-        self._inputs = set(INPUT_NAMES)  # what the export writes; the compiled model's own names replace it
-        self._requests: queue.Queue | None = None
-        self._compiling = threading.Lock()
+        ids = np.full((1, 4), self._pad_id, dtype=np.int64)
+        self._model = CompiledRequests(
+            f"{model_file} ({self.name})",
+            str(folder / model_file),
+            {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
+            streams=self._streams,
+            threads=threads,
+            niceness=self._niceness,
+        )
+        self._inputs = self._model.input_names
         stamp = read_json(folder / STAMP_FILE_NAME) or {}
         digest = str((stamp.get("files") or {}).get(IR_FILES[1], {}).get("sha256", ""))[:16]
         return digest, f"OpenVINO, compiled at first use: {self._streams} stream(s), nice +{self._niceness}"
 
-    def _compiled_requests(self) -> queue.Queue:
-        """The streams' infer requests, compiled now if this is the first call."""
-        with self._compiling:
-            if self._requests is None:
-                self._requests = self._compile()
-            return self._requests
-
-    def _compile(self) -> queue.Queue:
-        import openvino
-
-        started = time.perf_counter()
-        precision = "bf16" if native_bfloat16() else "f32"
-        streams = self._streams
-        config = {
-            "INFERENCE_PRECISION_HINT": precision,
-            "NUM_STREAMS": streams,
-            "INFERENCE_NUM_THREADS": streams * self._threads,
-        }
-        compiled: dict = {}
-
-        def compile_model() -> None:
-            try:
-                lower_this_thread(self._niceness, "passage embedding")
-                compiled["model"] = openvino.Core().compile_model(str(self._path), "CPU", config)
-            except BaseException as error:  # re-raised in the caller
-                compiled["error"] = error
-
-        # compiled in a thread of its own so that only the streams' threads inherit the lower priority
-        worker = threading.Thread(target=compile_model, name="openvino-compile")
-        worker.start()
-        worker.join()
-        if "error" in compiled:
-            raise compiled["error"]
-        model = compiled["model"]
-        self._inputs = {name for item in model.inputs for name in item.get_names()}
-        requests: queue.Queue = queue.Queue()
-        # one call through each request before any concurrent use: the first call initialises a
-        # static inside OpenVINO's Python binding, which may let the GIL go meanwhile; two threads
-        # making their first calls at once deadlocked here (`qa add`: one thread holding the GIL
-        # and waiting on the static's guard, the other inside the guard waiting for the GIL)
-        ids = np.full((1, 4), self._pad_id, dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        for _ in range(streams):
-            request = model.create_infer_request()
-            request.infer({name: value for name, value in feed.items() if name in self._inputs})
-            requests.put(request)
-        log.info(
-            "OpenVINO compiled %s in %.1f s: %s, %d stream(s) of %d thread(s), nice +%d",
-            self._path.name, time.perf_counter() - started, precision, streams, self._threads, self._niceness,
-        )
-        return requests
-
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        requests = self._compiled_requests()
-        request = requests.get()
-        try:
-            # the output is a view of the request's buffer: copied before the request is lent again
-            return np.array(request.infer(feed)[0], dtype=np.float32)
-        finally:
-            requests.put(request)
+        return self._model.infer(feed)

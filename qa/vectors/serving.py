@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -125,6 +125,35 @@ class Slots:
             return self._pool
 
 
+class PendingVectors:
+    """Passage vectors being computed (``ServingEncoder.start_passages``): futures of the indexing
+    pool, or batches still to compute in the caller's thread."""
+
+    def __init__(self, vectors: np.ndarray, batches: list[Future | Callable[[], None]]) -> None:
+        self._vectors = vectors
+        self._batches = batches
+
+    def result(self) -> np.ndarray:
+        """The vectors, in the order of the texts; a batch's error is raised (the pending ones are cancelled)."""
+        try:
+            for batch in self._batches:
+                if isinstance(batch, Future):
+                    batch.result()
+                else:
+                    batch()
+        except BaseException:
+            self.cancel()
+            raise
+        return self._vectors
+
+    def cancel(self) -> None:
+        """Cancel the batches not started yet (an error elsewhere in the same upload)."""
+        for batch in self._batches:
+            if isinstance(batch, Future):
+                batch.cancel()
+        self._batches = [batch for batch in self._batches if isinstance(batch, Future)]
+
+
 class ServingEncoder:
     """Wraps an ``Embedder``: same interface, with an LRU of question vectors, slots and call timings.
 
@@ -196,19 +225,28 @@ class ServingEncoder:
         """Passage vectors (not cached: the index stores them by content digest already).
 
         ``indexing``: the call embeds passages to store (an ingest, a migration), not to answer a
-        request; it runs in batches (``Slots.batch_size``), shortest texts together, in the
-        indexing pool (``Slots.pool``), as many batches at once as it has threads.
+        request; it runs as ``start_passages`` does.
         """
         if not indexing or not texts:
             vectors = self._timed("passage", lambda: self.model.embed_passages(texts), len(texts), indexing)
             if progress:
                 progress(len(texts))
             return vectors
+        return self.start_passages(texts, progress).result()
+
+    def start_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> PendingVectors:
+        """Start embedding passages to store and return at once (``result()`` waits for the vectors).
+
+        They compute in batches (``Slots.batch_size``), texts of like length together, in the indexing
+        pool (``Slots.pool``), as many batches at once as it has threads: the caller's thread is
+        free meanwhile (an upload finds the passages' keyword terms), and every encoder's batches
+        of one upload compute at once. Without slots (a test, a tool), ``result()`` computes them
+        batch after batch in the caller's thread.
+        """
         size = self.slots.batch_size(len(texts)) if self.slots else PASSAGE_BATCH
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         vectors = np.empty((len(texts), self.model.dimension), dtype=np.float32)
         batches = [order[start : start + size] for start in range(0, len(order), size)]
-
         reported = threading.Lock()  # batches finish in the pool's threads; progress hears one at a time
 
         def embed(chosen: list[int]) -> None:
@@ -218,20 +256,20 @@ class ServingEncoder:
                 with reported:
                     progress(len(chosen))
 
-        if self.slots is None:  # no service around it (a test, a tool): batch after batch, here
-            for chosen in batches:
-                embed(chosen)
-            return vectors
-        # every batch computes in the indexing pool (its priority), never in the caller's thread
-        futures = [self.slots.pool().submit(embed, chosen) for chosen in batches]
-        try:
-            for future in futures:
-                future.result()  # re-raises a batch's error (a cancelled job's progress hook, say)
-        except BaseException:
-            for future in futures:
-                future.cancel()  # the batches not started yet
-            raise
-        return vectors
+        if self.slots is None:
+            return PendingVectors(vectors, [partial(embed, chosen) for chosen in batches])
+        # every batch computes in the indexing pool (its priority), never in the caller's thread;
+        # the longest first, so the last to finish is a short one (an upload of passages of 100,
+        # 150 and 216 tokens in two slots: 216 | 150 + 100, not 100 + 216 | 150)
+        return PendingVectors(vectors, [self.slots.pool().submit(embed, chosen) for chosen in reversed(batches)])
+
+    def embed_passages_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Passage-side vectors a request waits for (a highlight's sentences, a text to compare), in
+        the caller's thread and slot: through the model's ``embed_passages_now`` where it has one
+        (a model with a passage runtime of its own: the question runtime's vectors, at the
+        request's priority), else its ``embed_passages``. Vectors to store use ``embed_passages``."""
+        now = getattr(self.model, "embed_passages_now", None) or self.model.embed_passages
+        return self._timed("passage", lambda: now(texts), len(texts))
 
     def stats(self) -> EncoderStats:
         """The numbers so far, copied under the lock."""
