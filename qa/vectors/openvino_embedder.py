@@ -67,10 +67,14 @@ class OpenVinoEmbedder(OnnxEmbedder):
             threads=threads,
             niceness=self._niceness,
         )
-        self._inputs = self._model.input_names
         stamp = read_json(folder / STAMP_FILE_NAME) or {}
         digest = str((stamp.get("files") or {}).get(IR_FILES[1], {}).get("sha256", ""))[:16]
         return digest, f"OpenVINO, compiled at first use: {self._streams} stream(s), nice +{self._niceness}"
+
+    @property
+    def _inputs(self) -> set[str]:
+        """The compiled model's input names (the export's until it is compiled)."""
+        return self._model.input_names
 
     def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self._model.infer(feed)

@@ -114,8 +114,8 @@ def graph_feed(token_rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
     np.cumsum(lengths[:-1], out=starts[1:])
     ids = np.zeros(padded, dtype=np.int64)
     ids[:real] = np.fromiter((token for row in token_rows for token in row), dtype=np.int64, count=real)
-    window = np.full((padded, 5), padded, dtype=np.int64)  # row ``padded``: the zero row
     own = NumpyBackend._window_index(starts, lengths, real)
+    window = np.full((padded, own.shape[1]), padded, dtype=np.int64)  # row ``padded``: the zero row
     window[:real] = np.where(own == real, padded, own)
     member = np.zeros((len(token_rows), padded), dtype=np.float32)
     for row, (start, length) in enumerate(zip(starts, lengths)):
