@@ -163,6 +163,18 @@ def test_filters_apply_inside_each_channel_so_allowed_passages_still_come_back(o
     assert passages == {}
 
 
+def test_local_keyword_search_reads_past_better_matches_that_the_filter_refuses(tmp_path):
+    index = local_home(tmp_path / "index")
+    for number in range(5):
+        index.write_document(*new_document(f"noise{number}", ["shared shared shared"], [0]))
+    index.write_document(*new_document("wanted", ["shared words far away"], [5]))
+    allowed = index.store.filtered_keys(PassageFilter(documents=("wanted",)))
+    found = index.store.lexical_search('terms : ("shared")', limit=1, allowed=frozenset(allowed.tolist()))
+    assert [key for key, _ in found] == allowed.tolist()
+    assert len(index.store.lexical_search('terms : ("shared")', limit=3)) == 3
+    index.close()
+
+
 def test_vectors_are_found_again_by_embedding_key_and_by_passage(open_home):
     index = open_home()
     document, text, passages = new_document("v", ["vector text"], [3])

@@ -358,13 +358,14 @@ class LocalView:
     def score(self, query: Query, channels: Sequence[str], where: PassageFilter | None = None) -> list[ChannelScores]:
         """Candidates of every channel, each scored exactly by every channel.
 
-        A filter is applied inside FAISS and inside the FTS query, so each channel still
+        A filter is applied inside FAISS and to the ranked FTS matches, so each channel still
         brings its best candidates among the allowed passages.
         """
         store, vector_indexes = self._index.store, self._index.vector_indexes
         expressions = {"lexical": match_expression(list(query.terms), "terms"),
                        "names": match_expression(list(query.names), "names")}
         allowed = store.filtered_keys(where) if where is not None else None
+        allowed_set = frozenset(allowed.tolist()) if allowed is not None else None
         collection = self._index.searchable_count()
         candidates: dict[str, dict[int, float]] = {}
         lexical_scores: dict[str, dict[int, float]] = {}
@@ -373,7 +374,7 @@ class LocalView:
             if name in LEXICAL_CHANNELS:
                 # one query scores the best LEXICAL_SCORED matches: its head are the candidates, the rest
                 # completes other channels' candidates (asking FTS5 for given rowids was 50 ms a query)
-                found = store.lexical_search(expressions[name], LEXICAL_SCORED, where=where)
+                found = store.lexical_search(expressions[name], LEXICAL_SCORED, allowed=allowed_set)
                 candidates[name] = dict(found[:CANDIDATES_PER_CHANNEL])
                 lexical_scores[name] = dict(found)
                 moments[name] = moments_from_top(lexical_scores[name].values(), collection)
