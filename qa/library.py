@@ -734,6 +734,7 @@ class Library:
             question_terms(text, None),
             vectors[compared],
             self._sentence_vectors[compared],
+            encode_all=True,
         )
         by_name = {channel.name: channel for channel in scored}
         similarities = non_increasing([similarity(by_name[compared].scores.get(key, 0.0)) for key, _ in ranked])

@@ -1,6 +1,6 @@
 """Lexical terms: CJK characters and bigrams, words, numbers, script folding."""
 
-from qa.vectors.lexical import lexical_terms, match_expression, name_terms, query_name_terms, query_terms, split_pinyin
+from qa.vectors.lexical import lexical_terms, match_expression, name_terms, query_name_terms, query_terms, query_words, split_pinyin
 
 
 def test_chinese_becomes_words_and_character_bigrams():
@@ -40,3 +40,8 @@ def test_split_pinyin_prefers_fewest_syllables_and_rejects_english():
     assert split_pinyin("Chongqing") == ["chong", "qing"]
     assert split_pinyin("xian") == ["xian"]
     assert split_pinyin("County") is None
+
+
+def test_query_words_are_whole_words_without_bigrams_function_words_or_question_words():
+    assert query_words("山西雲時代技術有限公司的黨委書記是誰？") == ["山西", "云", "时代", "技术", "有限公司", "党委书记"]
+    assert query_words("How many people live in the community?") == ["people", "live", "community"]

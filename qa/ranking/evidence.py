@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from qa.documents.text import is_cjk_letter
+from qa.ranking.answer_type import asked_type
 from qa.vectors.dictionary import Dictionary, english_stems
-from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms
+from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms, query_words
 
 CJK = "cjk"
 LATIN = "latin"
@@ -49,6 +50,8 @@ class QuestionTerms:
     terms: tuple[str, ...]
     same_script: Mapping[str, frozenset[str]]  # the term as written (and its English stem)
     other_script: Mapping[str, frozenset[str]]  # translations, or the term itself where it is script-neutral
+    words: tuple[str, ...] = ()  # the whole content words among the terms (``query_words``), for sentences
+    asks: str | None = None  # the kind of answer asked for (qa.ranking.answer_type), if one is recognised
 
 
 def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerms:
@@ -75,7 +78,8 @@ def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerm
                 other[term] = translations
         else:  # numbers and other script-neutral tokens
             same[term] = other[term] = frozenset({term})
-    return QuestionTerms(writing_script(question), terms, same, other)
+    words = tuple(word for word in query_words(question) if word in same)
+    return QuestionTerms(writing_script(question), terms, same, other, words, asked_type(question))
 
 
 @dataclass(frozen=True)

@@ -72,15 +72,33 @@ def lexical_terms(text: str) -> list[str]:
     return terms
 
 
-def query_terms(question: str) -> list[str]:
-    """Distinct content terms of a question: question words and English stopwords removed."""
+def _without_question_words(question: str) -> str:
+    """The question folded, its question words (什么, 哪里, 多少...) blanked out."""
     folded = fold(question)
     for word in sorted(QUESTION_WORDS, key=len, reverse=True):
         folded = folded.replace(fold(word), " ")
+    return folded
+
+
+def query_terms(question: str) -> list[str]:
+    """Distinct content terms of a question: question words and English stopwords removed."""
     seen: dict[str, None] = {}
-    for term in lexical_terms(folded):
+    for term in lexical_terms(_without_question_words(question)):
         if term not in ENGLISH_STOPWORDS:
             seen.setdefault(term, None)
+    return list(seen)
+
+
+def query_words(question: str) -> list[str]:
+    """Distinct content words of a question: ``query_terms`` without the character bigrams and without
+    Chinese function words (what a sentence must say to answer, one unit per word: a name jieba cuts
+    into three bigrams would otherwise count three times)."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(_without_question_words(question)):
+        words = _segmenter().lcut(token) if _CJK_RUN.fullmatch(token) else [token]
+        for word in words:
+            if word not in ENGLISH_STOPWORDS and word not in CHINESE_FUNCTION_WORDS:
+                seen.setdefault(word, None)
     return list(seen)
 
 

@@ -1,0 +1,95 @@
+"""The answering sentence (qa.ranking.highlights) and the kind of answer asked for (qa.ranking.answer_type).
+
+Each case is a shape of passage where the sentence naming the question's subject most often is not
+the one that answers (measured on cmrc2018-dev, see README "Answer quality").
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from qa.ranking import highlights
+from qa.ranking.answer_type import NUMBER, TIME, asked_type, offers
+from qa.ranking.evidence import question_terms
+from qa.ranking.highlights import highlight_passages, phrases
+
+
+def first_highlight(question: str, text: str) -> str:
+    [marks] = highlight_passages([text], question_terms(question, None), None, None)
+    return marks[0].text
+
+
+def test_a_sentence_quoting_a_latin_name_in_a_chinese_passage_is_read_as_chinese():
+    # more Latin letters than Chinese ones: read on its own it was "English", and held none of the question's words
+    text = "莱昂德罗·内托是一名巴西人。莱昂德罗·内托（Leandro Netto de Macedo），职业是足球运动员。"
+    assert first_highlight("莱昂德罗·内托的职业是什么？", text) == "莱昂德罗·内托（Leandro Netto de Macedo），职业是足球运动员。"
+
+
+def test_a_name_cut_into_many_words_counts_once():
+    # jieba cuts the company's name into five words; counted one by one they outweighed "党委书记" and "董事长"
+    text = "作为省属国企，山西云时代技术有限公司始终强化党建引领。公司党委书记、董事长阳军表示，要坚守政治本色。"
+    question = "山西雲時代技術有限公司的黨委書記、董事長是誰？"  # traditional characters, folded like the text
+    assert first_highlight(question, text) == "公司党委书记、董事长阳军表示，要坚守政治本色。"
+    assert phrases(["山西", "云", "时代", "技术", "有限公司", "董事长"], [text]) == ["山西云时代技术有限公司", "董事长"]
+
+
+def test_a_sentence_opening_with_a_pronoun_or_ben_speaks_of_the_subject(monkeypatch):
+    text = "银纹笛鲷，又称紫红笛鲷，俗名红槽，为辐鳍鱼纲鲈形目的其中一个种。本鱼体延长而侧扁，呈长椭圆形。"
+    question = "银纹笛鲷的体型是什么形状？"
+    assert first_highlight(question, text) == "本鱼体延长而侧扁，呈长椭圆形。"
+    monkeypatch.setattr(highlights, "_REFERS_BACK", re.compile("(?!)"))  # without it, the naming sentence wins
+    assert first_highlight(question, text) != "本鱼体延长而侧扁，呈长椭圆形。"
+
+
+def test_a_word_found_only_in_part_earns_part_of_its_weight():
+    text = "麦银汉鱼为银汉鱼目的一种。它的鳞片细小，呈银色。本鱼体延长而细，呈亚圆柱型。"
+    assert first_highlight("麦银汉鱼的体型有什么特点？", text) == "本鱼体延长而细，呈亚圆柱型。"
+
+
+def test_a_question_asking_for_a_year_prefers_the_sentence_that_holds_one():
+    text = "广三铁路是广东的一条铁路，连接广州与三水。广三铁路于1903年通车，全长49公里。"
+    assert first_highlight("广三铁路是哪一年启用的？", text) == "广三铁路于1903年通车，全长49公里。"
+
+
+def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
+    calls: list[list[str]] = []
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        calls.append(sentences)
+        return np.tile([1.0, 0.0], (len(sentences), 1))
+
+    text = "社区是城市治理体系的基本单元。李肖娜所在的社区有7266人。"
+    highlight_passages([text], question_terms("社区有多少人？", None), np.array([1.0, 0.0]), embed)
+    assert calls == []
+    highlight_passages([text], question_terms("How many people live in the community?", None), np.array([1.0, 0.0]), embed)
+    assert calls == [["社区是城市治理体系的基本单元。", "李肖娜所在的社区有7266人。"]]
+    # a passage holding none of the question's words falls back on the encoder too
+    highlight_passages(["甲句。乙句。"], question_terms("社区有多少人？", None), np.array([1.0, 0.0]), embed)
+    assert calls[-1] == ["甲句。", "乙句。"]
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("广三铁路在哪年建成？", TIME),
+        ("三元桥站是什么时候投入使用的？", TIME),
+        ("When was the Hangzhou City Brain first launched?", TIME),
+        ("In what year did he die?", TIME),
+        ("社区有多少人？", NUMBER),
+        ("过海隧道巴士935线现时使用几辆巴士？", NUMBER),
+        ("How many people live in the community?", NUMBER),
+        ("What role did Xi ask Shenzhen to take on when he set the positioning?", None),  # "when" that asks nothing
+        ("总书记希望外来人员能够实现哪几点？", None),
+        ("王若琳的父亲是谁？", None),
+    ],
+)
+def test_asked_type(question, kind):
+    assert asked_type(question) == kind
+
+
+def test_offers():
+    assert offers(TIME, "广三铁路于1903年筑成。") and offers(TIME, "二〇〇五年正式宣布灭绝。")
+    assert offers(TIME, "He died in March.") and not offers(TIME, "全长49公里。")
+    assert offers(NUMBER, "全长49公里。") and offers(NUMBER, "结果，关岛得七分。") and not offers(NUMBER, "本鱼体延长而细。")
+    assert not offers(None, "1903年")
