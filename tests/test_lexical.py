@@ -1,6 +1,14 @@
 """Lexical terms: CJK characters and bigrams, words, numbers, script folding."""
 
-from qa.vectors.lexical import lexical_terms, match_expression, name_terms, query_name_terms, query_terms, query_words, split_pinyin
+from qa.vectors.lexical import (
+    lexical_terms,
+    match_expression,
+    name_terms,
+    query_name_terms,
+    query_terms,
+    query_words,
+    split_pinyin,
+)
 
 
 def test_chinese_becomes_words_and_character_bigrams():
