@@ -80,6 +80,7 @@ def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
         ("过海隧道巴士935线现时使用几辆巴士？", NUMBER),
         ("How many people live in the community?", NUMBER),
         ("What role did Xi ask Shenzhen to take on when he set the positioning?", None),  # "when" that asks nothing
+        ("When Xi spoke about the 'tale of two cities', which two city pairs did he have in mind?", None),
         ("总书记希望外来人员能够实现哪几点？", None),
         ("王若琳的父亲是谁？", None),
     ],

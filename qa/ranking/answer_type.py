@@ -29,6 +29,7 @@ _ASKS_NUMBER = re.compile(
     rf"多少|(?<!哪)几[{_MEASURES}]|多大|多长|多高|多远|多重|多宽|多深|多久|多厚|多快|百分之|比例|比率"
     r"|\bhow (?:many|much|long|far|big|old|tall|high|large|often)\b|\bwhat (?:percentage|proportion|number)\b"
 )
+_LATER_QUESTION_WORD = re.compile(r"\b(?:which|what|who|whom|whose|where|how)\b")
 _OFFERS_NUMBER = re.compile(rf"\d|[{_NUMERALS}]+[{_MEASURES}%]")
 _OFFERS_TIME = re.compile(
     rf"\d+\s*[年月日]|[{_NUMERALS}]+[年月日]|世纪|年代|(?<!\d)(?:1[0-9]|20)\d\d(?!\d)"
@@ -37,9 +38,14 @@ _OFFERS_TIME = re.compile(
 
 
 def asked_type(question: str) -> str | None:
-    """``TIME`` or ``NUMBER`` when the question asks for one (a time before a number: "哪一年" is both), else None."""
+    """``TIME`` or ``NUMBER`` when the question asks for one (a time before a number: "哪一年" is both), else None.
+
+    An opening "When" followed by another question word ("When Xi spoke in Tianjin, which cities…")
+    opens a clause and asks for nothing.
+    """
     folded = fold(question)
-    if _ASKS_TIME.search(folded):
+    match = _ASKS_TIME.search(folded)
+    if match and not (match.start() == 0 and _LATER_QUESTION_WORD.search(folded, match.end())):
         return TIME
     if _ASKS_NUMBER.search(folded):
         return NUMBER
