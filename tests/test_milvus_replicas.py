@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from milvus_server import REPLICA_START_TIMEOUT_SECONDS, collection_name, replica
+from milvus_server import REPLICA_START_TIMEOUT_SECONDS, collection_name, drop_collections, replica
 from test_server_process import PROJECT_ROOT, ServerProcess
 
 KITCHEN = "李小娜在和顺县的厨房工作，她做的莜面远近闻名，每天清晨五点开始和面。"
@@ -56,12 +56,7 @@ def documents_of(hits: list[dict]) -> list[str]:
 def collection(milvus_uri: str) -> Iterator[str]:
     name = collection_name("replicas")
     yield name
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=milvus_uri)  # leave nothing behind on a shared Milvus (QA_TEST_MILVUS_URI)
-    for suffix in ("passages", "documents", "meta"):
-        client.drop_collection(f"{name}_{suffix}")
-    client.close()
+    drop_collections(milvus_uri, [f"{name}_{suffix}" for suffix in ("passages", "documents", "meta")])
 
 
 @pytest.fixture(scope="module")
