@@ -37,6 +37,8 @@ ENCODED_RESULTS = 3
 PARTIAL_CREDIT = 0.5
 # Added to a sentence holding the kind of answer the question asks for (a time, a number).
 ANSWER_TYPE_WEIGHT = 0.15
+# At most this many question words are joined into one (a long text given to /api/similar stays cheap).
+MAX_RUN = 8
 _REFERS_BACK = re.compile(r"\s*(?:它|他|她|牠|其|本)")
 
 
@@ -70,7 +72,7 @@ def phrases(words: Sequence[str], texts: Sequence[str]) -> list[str]:
     start = 0
     while start < len(words):
         end = start + 1
-        for longer in range(len(words), start + 1, -1):
+        for longer in range(min(len(words), start + MAX_RUN), start + 1, -1):
             run = "".join(words[start:longer])
             if any(run in text for text in texts):
                 end = longer
