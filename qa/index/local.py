@@ -365,7 +365,9 @@ class LocalView:
         expressions = {"lexical": match_expression(list(query.terms), "terms"),
                        "names": match_expression(list(query.names), "names")}
         allowed = store.filtered_keys(where) if where is not None else None
-        allowed_set = frozenset(allowed.tolist()) if allowed is not None else None
+        # the keyword channels read their ranked matches against a set of the allowed keys
+        lexical = [name for name in channels if name in LEXICAL_CHANNELS]
+        allowed_set = frozenset(allowed.tolist()) if allowed is not None and lexical else None
         collection = self._index.searchable_count()
         candidates: dict[str, dict[int, float]] = {}
         lexical_scores: dict[str, dict[int, float]] = {}

@@ -60,13 +60,14 @@ def _segmenter():
     return jieba
 
 
-def lexical_terms(text: str) -> list[str]:
-    """The terms of a text, with repeats (term frequency matters to BM25)."""
+def lexical_terms(text: str, bigrams: bool = True) -> list[str]:
+    """The terms of a text, with repeats (term frequency matters to BM25); ``bigrams=False``: words only."""
     terms: list[str] = []
     for token in _TOKEN.findall(fold(text)):
         if _CJK_RUN.fullmatch(token):
             terms.extend(_segmenter().lcut(token))
-            terms.extend(token[i : i + 2] for i in range(len(token) - 1))
+            if bigrams:
+                terms.extend(token[i : i + 2] for i in range(len(token) - 1))
         else:
             terms.append(token)
     return terms
@@ -94,11 +95,9 @@ def query_words(question: str) -> list[str]:
     Chinese function words (what a sentence must say to answer, one unit per word: a name jieba cuts
     into three bigrams would otherwise count three times)."""
     seen: dict[str, None] = {}
-    for token in _TOKEN.findall(_without_question_words(question)):
-        words = _segmenter().lcut(token) if _CJK_RUN.fullmatch(token) else [token]
-        for word in words:
-            if word not in ENGLISH_STOPWORDS and word not in CHINESE_FUNCTION_WORDS:
-                seen.setdefault(word, None)
+    for word in lexical_terms(_without_question_words(question), bigrams=False):
+        if word not in ENGLISH_STOPWORDS and word not in CHINESE_FUNCTION_WORDS:
+            seen.setdefault(word, None)
     return list(seen)
 
 
