@@ -46,8 +46,18 @@ from qa.index.vector_index import DEFAULT_EXACT_LIMIT
 from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, non_increasing, result_confidences
 from qa.ranking.context import Context, build_context
 from qa.ranking.evidence import QuestionTerms, passage_forms, question_terms, term_evidence
-from qa.ranking.fusion import COVERAGE_WEIGHT, MODE_CHANNELS, MODES, RERANKED, PassageEvidence, fuse, rerank
-from qa.ranking.highlights import highlight_passages
+from qa.ranking.fusion import (
+    COVERAGE_WEIGHT,
+    FOCUSED,
+    MODE_CHANNELS,
+    MODES,
+    RERANKED,
+    PassageEvidence,
+    focus,
+    fuse,
+    rerank,
+)
+from qa.ranking.highlights import PassageSentences, highlight_passages, score_sentences
 from qa.results import AddResult, Answer, Hit
 from qa.vectors.dictionary import load_dictionary
 from qa.vectors.embedder import Embedder, VectorCache
@@ -76,7 +86,8 @@ MIGRATION_BATCH = 256
 class Ranking:
     """Intermediate result of a search: fused (key, score) pairs and what produced them.
 
-    ``passages`` and ``coverage`` (qa.ranking.evidence) are known for the ranked keys.
+    ``passages`` and ``coverage`` (qa.ranking.evidence) are known for the ranked keys, ``sentences``
+    (qa.ranking.highlights) for those the hybrid mode focused on.
     """
 
     ranked: list[tuple[int, float]]
@@ -85,6 +96,12 @@ class Ranking:
     terms: QuestionTerms
     passages: dict[int, Passage]
     coverage: dict[int, float]
+    sentences: dict[int, PassageSentences]
+
+    def scored_sentences(self, key: int) -> PassageSentences:
+        """The sentences of a ranked passage, scored by the question's words."""
+        known = self.sentences.get(key)
+        return known if known is not None else score_sentences(self.passages[key].text, self.terms)
 
 
 @dataclass(frozen=True)
@@ -561,7 +578,7 @@ class Library:
         confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]
         highlights = highlight_passages(
-            [found[key].text for key, _ in ranked],
+            [ranking.scored_sentences(key) for key, _ in ranked],
             ranking.terms,
             vectors.get("crosslingual", vectors.get("dense")),
             self._sentence_encoder(vectors),
@@ -634,9 +651,10 @@ class Library:
     ) -> Ranking:
         """The ``depth`` best passages for a question, best first, with what ranked them.
 
-        Two stages (qa.ranking.fusion): the channels' scores are fused over every candidate, then
+        Three stages (qa.ranking.fusion): the channels' scores are fused over every candidate, then
         the best ``RERANKED`` are read and scored again with their text's evidence: the share of
-        the question's terms they contain in their own language, and a prior against credits.
+        the question's terms they contain in their own language, and a prior against credits; the
+        first ``FOCUSED`` of those are ordered again with their best sentence.
         The dense and lexical modes keep to their channels (plus the prior against credits; coverage
         only feeds their confidence). Passages that another process deleted after this index last
         caught up are left out. ``query`` is the question already embedded.
@@ -655,8 +673,12 @@ class Library:
             for key, passage in found.items()
         }
         weight = COVERAGE_WEIGHT if mode == "hybrid" else 0.0
-        ranked = [item for item in rerank(first, scored, evidence, coverage_weight=weight) if item[0] in found][:depth]
-        return Ranking(ranked, scored, vectors, asked, found, coverage)
+        ranked = [item for item in rerank(first, scored, evidence, coverage_weight=weight) if item[0] in found]
+        sentences = {}
+        if mode == "hybrid":
+            sentences = {key: score_sentences(found[key].text, asked) for key, _ in ranked[:FOCUSED]}
+            ranked = focus(ranked, {key: passage.best for key, passage in sentences.items()})
+        return Ranking(ranked[:depth], scored, vectors, asked, found, coverage, sentences)
 
     def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
         """What a question is searched with: a vector per encoder channel, its terms, its pinyin name terms."""
@@ -729,9 +751,10 @@ class Library:
             found = view.passages(key for key, _ in ranked)
         ranked = [(key, score) for key, score in ranked if key in found]
         compared = "crosslingual" if "crosslingual" in vectors else "dense"
+        terms = question_terms(text, None)
         highlights = highlight_passages(
-            [found[key].passage.text for key, _ in ranked],
-            question_terms(text, None),
+            [score_sentences(found[key].passage.text, terms) for key, _ in ranked],
+            terms,
             vectors[compared],
             self._sentence_vectors[compared],
             encode_all=True,

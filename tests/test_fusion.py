@@ -6,8 +6,8 @@ import pytest
 from qa.index.passage_index import ChannelScores, moments_from_top
 from qa.ranking.confidence import FEATURES, confidence_features, probability
 from qa.ranking.evidence import question_terms
-from qa.ranking.fusion import CREDIT_FACTOR, PassageEvidence, evidence_score, fuse, rerank
-from qa.ranking.highlights import highlight_passages, sentence_spans
+from qa.ranking.fusion import CREDIT_FACTOR, PassageEvidence, evidence_score, focus, fuse, rerank
+from qa.ranking.highlights import highlight_passages, score_sentences, sentence_spans
 
 
 def test_a_channel_without_evidence_has_no_say_in_the_fused_ranking():
@@ -56,6 +56,22 @@ def test_a_credit_keeps_part_of_its_standing():
     assert ranked == [(2, pytest.approx(3.0)), (1, pytest.approx(4.0 * CREDIT_FACTOR))]
 
 
+def test_focus_puts_the_passage_that_says_it_in_one_sentence_first_and_keeps_the_rest():
+    # the same subject in two parts of one article: the first names it everywhere, the second answers
+    question = question_terms("麦银汉鱼的体型有什么特点？", None)
+    names_it = score_sentences("麦银汉鱼为银汉鱼科的一种。麦银汉鱼分布于澳洲。麦银汉鱼是淡水鱼。", question)
+    answers = score_sentences("麦银汉鱼的体型延长而细，体长可达10厘米。", question)
+    assert answers.best > names_it.best
+    ranked = [(1, 10.0), (2, 9.5), (3, 4.0)]
+    refocused = focus(ranked, {1: names_it.best, 2: answers.best})
+    assert [key for key, _ in refocused] == [2, 1, 3]
+    assert [score for _, score in refocused] == sorted((score for _, score in refocused), reverse=True)
+    # a large lead is not overturned by sentence evidence alone
+    assert [key for key, _ in focus([(1, 20.0), (2, 9.5)], {1: names_it.best, 2: answers.best})] == [1, 2]
+    # only the focused results move
+    assert focus(ranked, {}) == ranked
+
+
 def test_moments_from_top_treat_unlisted_passages_as_zero():
     mean, std = moments_from_top([3.0, 1.0], collection_size=4)
     values = np.array([3.0, 1.0, 0.0, 0.0])
@@ -71,7 +87,8 @@ def test_sentence_spans_trim_whitespace_and_cover_the_sentences():
 
 def test_highlight_is_the_sentence_holding_the_question_terms():
     text = "社区是城市治理体系的基本单元。李肖娜所在的社区有7266人。总书记同她交流。"
-    [marks] = highlight_passages([text], question_terms("社区有多少人？", None), None, None)
+    question = question_terms("社区有多少人？", None)
+    [marks] = highlight_passages([score_sentences(text, question)], question, None, None)
     assert marks[0].text == "李肖娜所在的社区有7266人。"
     assert text[marks[0].start : marks[0].end] == marks[0].text
 
@@ -79,9 +96,10 @@ def test_highlight_is_the_sentence_holding_the_question_terms():
 def test_highlight_uses_the_encoder_when_words_do_not_match():
     text = "甲句。乙句。"
     vectors = {"甲句。": np.array([1.0, 0.0]), "乙句。": np.array([0.0, 1.0])}
+    question = question_terms("english", None)
     [marks] = highlight_passages(
-        [text],
-        question_terms("english", None),
+        [score_sentences(text, question)],
+        question,
         np.array([0.0, 1.0]),
         lambda sentences: np.stack([vectors[s] for s in sentences]),
     )

@@ -12,11 +12,12 @@ import pytest
 from qa.ranking import highlights
 from qa.ranking.answer_type import NUMBER, TIME, asked_type, offers
 from qa.ranking.evidence import question_terms
-from qa.ranking.highlights import highlight_passages, phrases
+from qa.ranking.highlights import highlight_passages, phrases, score_sentences
 
 
 def first_highlight(question: str, text: str) -> str:
-    [marks] = highlight_passages([text], question_terms(question, None), None, None)
+    terms = question_terms(question, None)
+    [marks] = highlight_passages([score_sentences(text, terms)], terms, None, None)
     return marks[0].text
 
 
@@ -59,13 +60,17 @@ def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
         calls.append(sentences)
         return np.tile([1.0, 0.0], (len(sentences), 1))
 
+    def highlight(question: str, text: str) -> None:
+        terms = question_terms(question, None)
+        highlight_passages([score_sentences(text, terms)], terms, np.array([1.0, 0.0]), embed)
+
     text = "社区是城市治理体系的基本单元。李肖娜所在的社区有7266人。"
-    highlight_passages([text], question_terms("社区有多少人？", None), np.array([1.0, 0.0]), embed)
+    highlight("社区有多少人？", text)
     assert calls == []
-    highlight_passages([text], question_terms("How many people live in the community?", None), np.array([1.0, 0.0]), embed)
+    highlight("How many people live in the community?", text)
     assert calls == [["社区是城市治理体系的基本单元。", "李肖娜所在的社区有7266人。"]]
     # a passage holding none of the question's words falls back on the encoder too
-    highlight_passages(["甲句。乙句。"], question_terms("社区有多少人？", None), np.array([1.0, 0.0]), embed)
+    highlight("社区有多少人？", "甲句。乙句。")
     assert calls[-1] == ["甲句。", "乙句。"]
 
 

@@ -123,46 +123,65 @@ def sentence_evidence(question: QuestionTerms, sentences: Sequence[str], script:
     return weights @ found / weights.sum()
 
 
+@dataclass(frozen=True)
+class PassageSentences:
+    """A passage's sentences and what the question's words make of each, before any encoder."""
+
+    spans: list[tuple[int, int]]
+    sentences: list[str]
+    script: str  # the passage's (qa.ranking.evidence.writing_script)
+    words: np.ndarray  # sentence_evidence, one value per sentence
+    scores: np.ndarray  # words plus the answer-type bonus
+
+    @property
+    def best(self) -> float:
+        """The score of the passage's best sentence (0 for a passage of no words)."""
+        return float(self.scores.max()) if len(self.scores) else 0.0
+
+
+def score_sentences(text: str, question: QuestionTerms) -> PassageSentences:
+    """The sentences of a passage scored by the question's words and the kind of answer it asks for."""
+    spans = sentence_spans(text)
+    sentences = [text[start:end] for start, end in spans]
+    script = writing_script(text)
+    words = sentence_evidence(question, sentences, script)
+    kind = np.array([offers(question.asks, sentence) for sentence in sentences], dtype=float)
+    return PassageSentences(spans, sentences, script, words, words + ANSWER_TYPE_WEIGHT * kind)
+
+
 def highlight_passages(
-    texts: Sequence[str],
+    passages: Sequence[PassageSentences],
     question: QuestionTerms,
     question_vector: np.ndarray | None,
     embed_sentences: Callable[[list[str]], np.ndarray] | None,
     limit: int = MAX_HIGHLIGHTS,
     encode_all: bool = False,
 ) -> list[list[Highlight]]:
-    """For each passage text, its best sentences (at most ``limit``), best first.
+    """For each passage (``score_sentences``), its best sentences (at most ``limit``), best first.
 
     The sentences the encoder compares (see the module docstring; all of them with ``encode_all``,
     as for a passage-like text in ``/api/similar``), among the first ``ENCODED_RESULTS`` passages,
     are embedded in one batch.
     """
-    spans = [sentence_spans(text) for text in texts]
-    sentences = [[text[start:end] for start, end in text_spans] for text, text_spans in zip(texts, spans)]
-    scripts = [writing_script(text) for text in texts]
-    evidence = [sentence_evidence(question, passage, script) for passage, script in zip(sentences, scripts)]
     compared = [
         index
-        for index, (script, words) in enumerate(zip(scripts[:ENCODED_RESULTS], evidence))
-        if encode_all or script != question.script or not words.any()
+        for index, passage in enumerate(passages[:ENCODED_RESULTS])
+        if encode_all or passage.script != question.script or not passage.words.any()
     ]
-    scores = [
-        words + ANSWER_TYPE_WEIGHT * np.array([offers(question.asks, sentence) for sentence in passage])
-        for passage, words in zip(sentences, evidence)
-    ]
+    scores = [passage.scores for passage in passages]
     if question_vector is not None and embed_sentences is not None and compared:
-        vectors = embed_sentences([sentence for index in compared for sentence in sentences[index]])
+        vectors = embed_sentences([sentence for index in compared for sentence in passages[index].sentences])
         similarity = vectors @ np.asarray(question_vector, dtype=np.float32)
         position = 0
         for index in compared:
-            count = len(sentences[index])
+            count = len(passages[index].sentences)
             scores[index] = scores[index] + similarity[position : position + count]
             position += count
     results: list[list[Highlight]] = []
-    for text_spans, passage, passage_scores in zip(spans, sentences, scores):
+    for passage, passage_scores in zip(passages, scores):
         scored = [
             Highlight(sentence, start, end, round(float(score), 4))
-            for (start, end), sentence, score in zip(text_spans, passage, passage_scores)
+            for (start, end), sentence, score in zip(passage.spans, passage.sentences, passage_scores)
         ]
         scored.sort(key=lambda highlight: highlight.score, reverse=True)
         results.append(scored[:limit])
