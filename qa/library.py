@@ -43,7 +43,13 @@ from qa.index.passage_index import (
     StoredPassage,
 )
 from qa.index.vector_index import DEFAULT_EXACT_LIMIT
-from qa.ranking.confidence import ANSWERABLE_CONFIDENCE, ANSWERABLE_DEPTH, non_increasing, result_confidences
+from qa.ranking.confidence import (
+    ANSWERABLE_CONFIDENCE,
+    ANSWERABLE_DEPTH,
+    non_increasing,
+    quantity_checked,
+    result_confidences,
+)
 from qa.ranking.context import Context, build_context
 from qa.ranking.evidence import QuestionTerms, passage_forms, question_terms, term_evidence
 from qa.ranking.fusion import (
@@ -574,7 +580,12 @@ class Library:
         found = ranking.passages
         vectors = ranking.vectors
         # confidence looks at the results after the last one returned, to measure margins
-        everything = non_increasing(result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode))
+        everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
+        quantity = ranking.terms.quantity
+        if quantity is not None:
+            stated = [quantity.stated_in(found[key].text) for key, _ in ranking.ranked]
+            everything = quantity_checked(everything, stated)
+        everything = non_increasing(everything)
         confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]
         highlights = highlight_passages(

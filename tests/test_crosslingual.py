@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.ranking.evidence import CJK, LATIN, writing_script
+from qa.documents.text import CJK, LATIN, writing_script
 from qa.tools.eval import benchmark_library, evaluate, load_benchmark
 
 FIXTURE = load_benchmark(Path(__file__).resolve().parent / "fixtures" / "xquad-mixed")

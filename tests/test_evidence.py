@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa.ranking.evidence import CJK, LATIN, passage_forms, question_terms, term_evidence, writing_script
+from qa.documents.text import CJK, LATIN, writing_script
+from qa.ranking.evidence import passage_forms, question_terms, term_evidence
 from qa.vectors.dictionary import Dictionary, english_stems, gloss_words, load_dictionary
 
 PANTHERS_ZH = "黑豹队的防守只丢了308分，在联赛中排名第六，同时也以24次拦截领先国家橄榄球联盟（NFL）。"

@@ -24,6 +24,8 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "CJK",
+    "LATIN",
     "Block",
     "DocumentLayout",
     "DroppedText",
@@ -36,9 +38,15 @@ __all__ = [
     "read_layout",
     "split_sentences",
     "to_simplified",
+    "writing_script",
 ]
 
 log = logging.getLogger(__name__)
+
+
+# the two kinds of writing told apart (``writing_script``)
+CJK = "cjk"
+LATIN = "latin"
 
 
 # --- characters -------------------------------------------------------------------------------
@@ -59,6 +67,13 @@ def is_cjk_letter(char: str) -> bool:
         or 0xF900 <= code <= 0xFAFF
         or 0x20000 <= code <= 0x3FFFF
     )
+
+
+def writing_script(text: str) -> str:
+    """``cjk`` when most letters are Chinese (or Japanese/Korean) characters, else ``latin``."""
+    letters = [character for character in text if character.isalpha()]
+    cjk = sum(map(is_cjk_letter, letters))
+    return CJK if letters and cjk * 2 >= len(letters) else LATIN
 
 
 def _is_cjk_punctuation(char: str) -> bool:

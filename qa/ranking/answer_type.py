@@ -6,12 +6,21 @@ one with a number in it. Only these two kinds are recognised: they are asked oft
 cmrc2018's questions), and a sentence's offer of them can be seen without a reader model
 (digits, Chinese numerals before a measure word, 年/月/日, month names). "Who" and "where" are not:
 telling a name or a place in a sentence would need one.
+
+A question asking for a quantity of some kind ("多少游客", "How much money was spent…", "城墙有多长")
+is answered only by a text that states one: a number of people, an amount of money, a length. A
+passage about the right place that states no such quantity ("高君宇故居纪念馆…" for "高君宇故居纪念馆
+每年接待多少游客？") does not answer it, however close its words; ``Quantity`` recognises five kinds
+(people, money, length, area, percentage) and counts with a measure word ("多少处"), in Chinese and
+English, and confidence (qa.ranking.confidence) lowers a result that states none.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from qa.documents.text import CJK, writing_script
 from qa.vectors.lexical import fold
 
 TIME = "time"
@@ -58,3 +67,91 @@ def offers(kind: str | None, sentence: str) -> bool:
         return False
     pattern = _OFFERS_TIME if kind == TIME else _OFFERS_NUMBER
     return pattern.search(fold(sentence)) is not None
+
+
+# a number as a quantity is written: digits or Chinese numerals, "余/多" (more than), a multiplier
+_AMOUNT = rf"(?:\d[\d,.]*|[{_NUMERALS}]+)\s*(?:余|多)?\s*(?:万|亿|千|百)?\s*"
+_ENGLISH_NUMBER = (
+    r"\b(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty"
+    r"|forty|fifty|sixty|seventy|eighty|ninety|a hundred|a thousand|a million|dozens?|several)\b"
+)
+_ENGLISH_AMOUNT = rf"{_ENGLISH_NUMBER}\s*(?:hundred|thousand|million|billion)?\s*"
+_FRACTION = r"\d+\s*/\s*\d+|分之|[一二三四五六七八九十两]成"
+_ENGLISH_FRACTION = r"\d+\s*/\s*\d+|\bhalf\b|\bthirds?\b|\bquarters?\b"
+_PEOPLE_NOUNS = "people|persons|residents|inhabitants|visitors|tourists|employees|staff|workers|students|members"
+_IS_ASKED = r"(?:是|为|有|达|约)?(?:多少|几)"
+# kind: (how a question asks for it, how Chinese text states one, how English text states one);
+# matched on folded text (lower case, simplified characters)
+_QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "percentage": (
+        r"比例|比率|百分之|百分比|(?:城镇化|增长|覆盖|就业|失业|利用|达标)率|\bpercentage\b|\bproportion\b|\brate\b",
+        # a ratio is a number too ("性别比例为约1,068")
+        rf"%|百分之|{_FRACTION}|比例[^。；;]{{0,6}}?\d",
+        rf"%|\bper ?cent\b|{_ENGLISH_FRACTION}",
+    ),
+    "people": (
+        rf"人口{_IS_ASKED}|多少人|几人|人数|多少(?:名|位)|多少(?:工作人员|员工|职工|游客|居民|学生|人员|观众)"
+        rf"|(?:工作人员|员工|职工|游客|居民|学生|人员|观众)(?:有|达|数)?(?:多少|几)"
+        rf"|\bhow many (?:{_PEOPLE_NOUNS})\b|\bpopulation\b",
+        rf"{_AMOUNT}(?:人|名|位|人次)|{_AMOUNT}[^\s，。；、,;]{{0,6}}?(?:人口|居民|游客|员工|职工|工作人员|学生|观众)"
+        rf"|(?:\d[\d,.]*|[{_NUMERALS}]+)\s*(?:余|多)?\s*(?:万|亿)|{_FRACTION}",
+        # English names what it counts in many ways ("four Pro Bowl selections", "the population was
+        # estimated at 2,000", "the average family size was 3.62"): any number will do
+        rf"{_ENGLISH_NUMBER}|{_ENGLISH_FRACTION}",
+    ),
+    "money": (
+        rf"多少钱|花了多少|(?:费用|资金|投资|资本|生产总值|gdp|收入|营收|价格|造价|成本|预算|金额){_IS_ASKED}"
+        r"|\bhow much money\b|\bhow much\b.*\b(?:cost|costs|spend|spent|pay|paid|worth|earn|earned|raise|raised)\b"
+        r"|\bwhat (?:is|was) the (?:gdp|registered capital|cost|price|revenue|budget|income)\b",
+        rf"{_AMOUNT}(?:元|美元|港元|澳门元|欧元|英镑|日元|块钱)|[¥$€£]\s*\d",
+        rf"[¥$€£]\s*\d|{_ENGLISH_AMOUNT}(?:dollars|yuan|rmb|euros?|pounds|usd)\b",
+    ),
+    "length": (
+        rf"多远|多高|多宽|多深|(?:长度|距离|高度|宽度|深度|海拔){_IS_ASKED}"
+        # not "how long": as often a duration ("How long was the theatre in operation?")
+        r"|\bhow (?:far|tall|high|wide|deep) (?:is|are|was|were)\b|\bwhat (?:is|was) the (?:length|distance|height)\b",
+        rf"{_AMOUNT}(?:米|公里|千米|里|厘米|毫米|英里|尺|丈|海里|公分|公尺|英尺|英寸|光年|km|cm|mm|m\b)",
+        rf"{_ENGLISH_AMOUNT}(?:meters|metres|km|kilometers|kilometres|miles|feet|ft|foot|inches|cm|mm|m"
+        r"|light[- ]years)\b",
+    ),
+    "area": (
+        rf"面积{_IS_ASKED}|面积有?多大|多大面积|占地多少|\bwhat (?:is|was) the (?:total |land )?area of\b",
+        rf"{_AMOUNT}(?:平方(?:公里|千米|米|英里)|亩|公顷|km2|m2)",
+        rf"{_ENGLISH_AMOUNT}(?:square|sq|km2|m2|hectares|acres)\b",
+    ),
+    # measure words vary ("多少家分店": "28间分店"; "几个阶段": "四阶段"), so any number states a count
+    "count": (
+        r"(?<!哪)(?:多少|几)[个处条座所家项部种栋台辆]",
+        rf"\d|[{_NUMERALS}][\u4e00-\u9fff]",
+        _ENGLISH_NUMBER,
+    ),
+}
+# a question asking which, where or who, or for a time, names something ("哪个城市人口最多" asks for a city)
+_ASKS_OTHER = re.compile(r"哪|\b(?:which|where|who|whom|whose)\b")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A quantity a question asks for: its kind (``people``, ``money``, ``length``, ``area``, ``percentage``,
+    or ``count``, a count with a measure word) and how Chinese and English text state one."""
+
+    kind: str
+    chinese: re.Pattern[str]
+    english: re.Pattern[str]
+
+    def stated_in(self, text: str) -> bool:
+        """Whether a text states a quantity of this kind (read as Chinese or English by its letters)."""
+        pattern = self.chinese if writing_script(text) == CJK else self.english
+        return pattern.search(fold(text)) is not None
+
+
+_KINDS = {kind: (re.compile(asked), Quantity(kind, re.compile(chinese), re.compile(english)))
+          for kind, (asked, chinese, english) in _QUANTITIES.items()}
+
+
+def asked_quantity(question: str) -> Quantity | None:
+    """The quantity a question asks for, when it is one of the recognised kinds (the first that matches)."""
+    folded = fold(question)
+    if _ASKS_OTHER.search(folded) or asked_type(question) == TIME:
+        return None
+    return next((quantity for asked, quantity in _KINDS.values() if asked.search(folded)), None)

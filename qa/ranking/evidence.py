@@ -23,23 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from qa.documents.text import is_cjk_letter
-from qa.ranking.answer_type import asked_type
+from qa.documents.text import writing_script
+from qa.ranking.answer_type import Quantity, asked_quantity, asked_type
 from qa.vectors.dictionary import Dictionary, english_stems
 from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms, query_words
 
-CJK = "cjk"
-LATIN = "latin"
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[a-z]+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)*")
-
-
-def writing_script(text: str) -> str:
-    """``cjk`` when most letters are Chinese (or Japanese/Korean) characters, else ``latin``."""
-    letters = [character for character in text if character.isalpha()]
-    cjk = sum(map(is_cjk_letter, letters))
-    return CJK if letters and cjk * 2 >= len(letters) else LATIN
 
 
 @dataclass(frozen=True)
@@ -52,6 +43,7 @@ class QuestionTerms:
     other_script: Mapping[str, frozenset[str]]  # translations, or the term itself where it is script-neutral
     words: tuple[str, ...] = ()  # the whole content words among the terms (``query_words``), for sentences
     asks: str | None = None  # the kind of answer asked for (qa.ranking.answer_type), if one is recognised
+    quantity: Quantity | None = None  # the kind of quantity asked for (qa.ranking.answer_type), if recognised
 
 
 def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerms:
@@ -79,7 +71,9 @@ def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerm
         else:  # numbers and other script-neutral tokens
             same[term] = other[term] = frozenset({term})
     words = tuple(word for word in query_words(question) if word in same)
-    return QuestionTerms(writing_script(question), terms, same, other, words, asked_type(question))
+    return QuestionTerms(
+        writing_script(question), terms, same, other, words, asked_type(question), asked_quantity(question)
+    )
 
 
 @dataclass(frozen=True)

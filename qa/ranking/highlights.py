@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.documents.text import is_cjk_letter, split_sentences
+from qa.documents.text import CJK, is_cjk_letter, split_sentences, writing_script
 from qa.ranking.answer_type import offers
-from qa.ranking.evidence import CJK, QuestionTerms, passage_forms, writing_script
+from qa.ranking.evidence import QuestionTerms, passage_forms
 
 MAX_HIGHLIGHTS = 3
 # Sentences of the first results may also be compared with the question by the encoder (see above);
@@ -129,7 +129,7 @@ class PassageSentences:
 
     spans: list[tuple[int, int]]
     sentences: list[str]
-    script: str  # the passage's (qa.ranking.evidence.writing_script)
+    script: str  # the passage's (qa.documents.text.writing_script)
     words: np.ndarray  # sentence_evidence, one value per sentence
     scores: np.ndarray  # words plus the answer-type bonus
 

@@ -1,0 +1,64 @@
+"""The quantity a question asks for, and whether a passage states one (qa.ranking.answer_type)."""
+
+import pytest
+
+from qa.ranking.answer_type import asked_quantity
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("高君宇故居纪念馆每年接待多少游客？", "people"),
+        ("上海的常住人口是多少？", "people"),
+        ("How many people work at the center?", "people"),
+        ("長安小區改造一共花了多少錢？", "money"),  # traditional characters are folded
+        ("山西省2024年的地区生产总值是多少？", "money"),
+        ("How much money was spent renovating the compound?", "money"),
+        ("平遥古城的城墙有多长？", None),  # 多长 may ask for a duration ("任期是多长")
+        ("HAT-P-2b距离地球有多远？", "length"),
+        ("How tall is the tower?", "length"),
+        ("升庵桂湖的总面积是多少？", "area"),
+        ("What was the urbanization rate of Shanxi Province in 2024?", "percentage"),
+        ("What percentage of Scotland's voting population failed to vote?", "percentage"),
+        ("三坊七巷一共有多少处明清古建筑？", "count"),
+        # not a quantity: asks which, where, who or when, or names a word that only looks like one
+        ("Which Florida city has the biggest population?", None),
+        ("俄罗斯失业率最高的地区是在哪里？", None),
+        ("下萨克森邦的农业在何时其就业人数占两成？", None),
+        ("省投资促进局的局长是谁？", None),
+        ("What is the capital of Australia?", None),
+        ("How much do ctenophores eat in a day?", None),
+        ("那家企业依靠哪套制度把党建和管理深度结合起来？", None),
+        ("适合行走的中巴有哪几种？", None),
+    ],
+)
+def test_asked_quantity(question, kind):
+    quantity = asked_quantity(question)
+    assert (quantity.kind if quantity else None) == kind
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "stated"),
+    [
+        ("社区有多少人？", "社区有7266人，由5个居民小区组成。", True),
+        ("说勉语的人有多少人？", "说勉语的人约有150万，自称“勉”。", True),
+        ("2014年以来进城落户的农业转移人口有多少？", "2014年以来超1.5亿农业转移人口平稳有序进城落户。", True),
+        ("高君宇故居纪念馆每年接待多少游客？", "2023年，纪念馆构建沉浸式教育矩阵，开发系列特色课程。", False),
+        ("长安小区改造一共花了多少钱？", "2023年实施改造后，小区增加道闸系统。", False),
+        ("长安小区改造一共花了多少钱？", "改造共投入资金1200万元。", True),
+        ("How much money was spent?", "The renovation cost $12 million.", True),
+        ("How much money was spent?", "The renovation began in 2019 and took 3 years.", False),
+        ("升庵桂湖的总面积是多少？", "桂湖倚新都城墙内侧而建，总面积46,600m²。", True),
+        ("女神响尾蛇最长的距离是多少？", "有纪录以来体型最长的计有89.8公分长。", True),
+        ("性别比例大约是？", "性别比例多达约1,161。", True),
+        ("What percentage of voters did not vote?", "原因是32.9%的选民并未或未能投票。", True),
+        # English names what it counts in many ways: any number states a count of people there
+        ("2010年杰克逊维尔市的人口是多少?", "with a population of 1,345,596 in 2010.", True),
+        ("有多少名防守球员入选了职业碗？", "boasting four Pro Bowl selections.", True),
+        ("屈臣氏酒窖在香港设有多少家分店？", "现时在香港共有28间分店。", True),
+        ("评审流程分为几个阶段？", "评审流程：初审、二审、三审与决审四阶段。", True),
+        ("福州一共有多少处明清古建筑？", "这里是福州的历史文化街区，古建筑保存完好。", False),
+    ],
+)
+def test_stated_in(question, text, stated):
+    assert asked_quantity(question).stated_in(text) is stated
