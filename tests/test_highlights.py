@@ -53,6 +53,13 @@ def test_a_question_asking_for_a_year_prefers_the_sentence_that_holds_one():
     assert first_highlight("广三铁路是哪一年启用的？", text) == "广三铁路于1903年通车，全长49公里。"
 
 
+def test_a_question_asking_for_a_quantity_prefers_the_sentence_stating_one_of_its_kind():
+    # both sentences hold a number and the question's words; only the second states a number of people
+    assert first_highlight("社区有多少居民？", "社区居民在2023年搬进新楼。社区居民共有7266人。") == "社区居民共有7266人。"
+    text = "The renovation began in 2019. It cost $12 million."
+    assert first_highlight("How much money did the renovation cost?", text) == "It cost $12 million."
+
+
 def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
     calls: list[list[str]] = []
 

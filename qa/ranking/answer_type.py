@@ -139,9 +139,10 @@ class Quantity:
     chinese: re.Pattern[str]
     english: re.Pattern[str]
 
-    def stated_in(self, text: str) -> bool:
-        """Whether a text states a quantity of this kind (read as Chinese or English by its letters)."""
-        pattern = self.chinese if writing_script(text) == CJK else self.english
+    def stated_in(self, text: str, script: str | None = None) -> bool:
+        """Whether a text states a quantity of this kind, read as Chinese or English by ``script`` (a sentence
+        is read in its passage's) or else by its own letters."""
+        pattern = self.chinese if (script or writing_script(text)) == CJK else self.english
         return pattern.search(fold(text)) is not None
 
 

@@ -8,7 +8,8 @@ rare it is among the passage's sentences: the sentence that says the question's 
 Chinese word that is not there whole earns half its weight in proportion to the characters that
 are ("本鱼体延长" for "体型"); a sentence that opens with a pronoun or 本 ("它是无色晶体", "本鱼分布
 于") is taken to speak of the subject, the words of the passage's first sentence. A question that
-asks for a time or a number (qa.ranking.answer_type) adds a little to the sentences that hold one.
+asks for a time or a number (qa.ranking.answer_type) adds a little to the sentences that hold one (for a
+quantity of a recognised kind, one of that kind: "7266人" for "多少人", not "2023年").
 
 The cross-lingual encoder's cosine between the question and each sentence is added where the words
 are weak: across scripts (an English question about Chinese text) and where the passage holds none
@@ -145,8 +146,11 @@ def score_sentences(text: str, question: QuestionTerms) -> PassageSentences:
     sentences = [text[start:end] for start, end in spans]
     script = writing_script(text)
     words = sentence_evidence(question, sentences, script)
-    kind = np.array([offers(question.asks, sentence) for sentence in sentences], dtype=float)
-    return PassageSentences(spans, sentences, script, words, words + ANSWER_TYPE_WEIGHT * kind)
+    quantity = question.quantity
+    kind = [
+        quantity.stated_in(sentence, script) if quantity else offers(question.asks, sentence) for sentence in sentences
+    ]
+    return PassageSentences(spans, sentences, script, words, words + ANSWER_TYPE_WEIGHT * np.array(kind, dtype=float))
 
 
 def highlight_passages(
