@@ -581,9 +581,8 @@ class Library:
         vectors = ranking.vectors
         # confidence looks at the results after the last one returned, to measure margins
         everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
-        quantity = ranking.terms.quantity
-        if quantity is not None:
-            stated = [quantity.stated_in(found[key].text) for key, _ in ranking.ranked]
+        if ranking.terms.quantity is not None:
+            stated = [ranking.scored_sentences(key).answers_in_one_sentence for key, _ in ranking.ranked]
             everything = quantity_checked(everything, stated)
         everything = non_increasing(everything)
         confidences = everything[:top_k]

@@ -60,6 +60,13 @@ def test_a_question_asking_for_a_quantity_prefers_the_sentence_stating_one_of_it
     assert first_highlight("How much money did the renovation cost?", text) == "It cost $12 million."
 
 
+def test_the_asked_quantity_must_be_stated_where_the_question_is_spoken_of():
+    question = question_terms("上海的常住人口是多少？", None)
+    assert score_sentences("上海是超大城市。上海常住人口2487万人。", question).answers_in_one_sentence
+    # a number of people in a sentence about something else
+    assert not score_sentences("上海是超大城市。社区有7266人。", question).answers_in_one_sentence
+
+
 def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
     calls: list[list[str]] = []
 

@@ -59,14 +59,17 @@ def test_off_topic_questions_are_flagged_unanswerable(bundled_library):
 
 def test_questions_the_page_cannot_answer_are_often_flagged(hybrid_results):
     # near-domain questions (the page names the place, not the asked number) are the hard half:
-    # measured 0.75 of all 72 flagged unanswerable (off-topic 0.97, near-domain 0.53)
+    # measured 0.78 of all 72 flagged unanswerable (off-topic 0.97, near-domain 0.58)
     assert hybrid_results["no_answer_recall"] >= 0.7
 
 
 def test_a_quantity_the_page_does_not_state_is_not_an_answer(bundled_library):
     # the page has the memorial hall, the compound's renovation and the company, and no number of
-    # visitors, cost or registered capital: each was answerable at 0.76-0.82 before quantities were checked
-    for question in ("高君宇故居纪念馆每年接待多少游客？", "长安小区改造一共花了多少钱？", "山西云时代技术有限公司的注册资本是多少？"):
+    # visitors, cost or registered capital: each was answerable at 0.42-0.82 before quantities were checked
+    # and "7266人" is the community's, in a sentence that names nothing of the question, not Lianyungang's
+    questions = ("高君宇故居纪念馆每年接待多少游客？", "长安小区改造一共花了多少钱？", "山西云时代技术有限公司的注册资本是多少？",
+                 "What is the population of the city of Lianyungang?")
+    for question in questions:
         answer = bundled_library.ask(question, top_k=3)
         assert not answer.answerable, question
         assert answer.hits[0].confidence < 0.3

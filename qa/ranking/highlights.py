@@ -113,14 +113,13 @@ def _words_found(question: QuestionTerms, sentences: Sequence[str], script: str)
     return found
 
 
-def sentence_evidence(question: QuestionTerms, sentences: Sequence[str], script: str) -> np.ndarray:
-    """Weighted share of the question's words each sentence of one passage holds, in [0, 1] (see the module
-    docstring); ``script`` is the passage's, so that a sentence quoting a Latin name in a Chinese passage
-    is still read as Chinese."""
-    found = _words_found(question, sentences, script)
+def _weighted_share(found: np.ndarray, count: int) -> np.ndarray:
+    """Weighted share of the question's words each of ``count`` sentences of one passage holds, in [0, 1],
+    from their ``_words_found`` matrix: each word weighted by its rarity among the sentences (see the
+    module docstring)."""
     if not len(found):
-        return np.zeros(len(sentences))
-    weights = np.log1p(len(sentences) / (1.0 + (found >= 1.0).sum(axis=1)))
+        return np.zeros(count)
+    weights = np.log1p(count / (1.0 + (found >= 1.0).sum(axis=1)))
     return weights @ found / weights.sum()
 
 
@@ -131,26 +130,41 @@ class PassageSentences:
     spans: list[tuple[int, int]]
     sentences: list[str]
     script: str  # the passage's (qa.documents.text.writing_script)
-    words: np.ndarray  # sentence_evidence, one value per sentence
-    scores: np.ndarray  # words plus the answer-type bonus
+    words: np.ndarray  # weighted share of the question's words, one value per sentence
+    named: np.ndarray  # True where the sentence holds one of the question's words whole
+    offered: np.ndarray  # True where the sentence holds the kind of answer asked for (qa.ranking.answer_type)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Each sentence's score: its words plus the answer-type bonus."""
+        return self.words + ANSWER_TYPE_WEIGHT * self.offered
 
     @property
     def best(self) -> float:
         """The score of the passage's best sentence (0 for a passage of no words)."""
         return float(self.scores.max()) if len(self.scores) else 0.0
 
+    @property
+    def answers_in_one_sentence(self) -> bool:
+        """Whether one sentence holds both a whole word of the question and the kind of answer asked for
+        ("上海的常住人口是多少？" is not answered by "社区有7266人" in a passage that names 上海 elsewhere)."""
+        return bool((self.offered & self.named).any())
+
 
 def score_sentences(text: str, question: QuestionTerms) -> PassageSentences:
-    """The sentences of a passage scored by the question's words and the kind of answer it asks for."""
+    """The sentences of a passage scored by the question's words and the kind of answer it asks for, each
+    read in the passage's script (a sentence quoting a Latin name in a Chinese passage is still Chinese)."""
     spans = sentence_spans(text)
     sentences = [text[start:end] for start, end in spans]
     script = writing_script(text)
-    words = sentence_evidence(question, sentences, script)
+    found = _words_found(question, sentences, script)
+    words = _weighted_share(found, len(sentences))
+    named = (found >= 1.0).any(axis=0) if len(found) else np.zeros(len(sentences), dtype=bool)
     quantity = question.quantity
-    kind = [
+    offered = [
         quantity.stated_in(sentence, script) if quantity else offers(question.asks, sentence) for sentence in sentences
     ]
-    return PassageSentences(spans, sentences, script, words, words + ANSWER_TYPE_WEIGHT * np.array(kind, dtype=float))
+    return PassageSentences(spans, sentences, script, words, named, np.array(offered, dtype=bool))
 
 
 def highlight_passages(
