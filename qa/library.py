@@ -579,16 +579,19 @@ class Library:
         ranking = self.rank(question, mode, depth=depth, where=where, query=query)
         found = ranking.passages
         vectors = ranking.vectors
+        keys = [key for key, _ in ranking.ranked]
+        checked = ranking.terms.quantity is not None
+        # scored once: every result's sentences when the asked quantity is checked, else the returned ones'
+        sentences = {key: ranking.scored_sentences(key) for key in (keys if checked else keys[:top_k])}
         # confidence looks at the results after the last one returned, to measure margins
         everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
-        if ranking.terms.quantity is not None:
-            stated = [ranking.scored_sentences(key).answers_in_one_sentence for key, _ in ranking.ranked]
-            everything = quantity_checked(everything, stated)
+        if checked:
+            everything = quantity_checked(everything, [sentences[key].answers_in_one_sentence for key in keys])
         everything = non_increasing(everything)
         confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]
         highlights = highlight_passages(
-            [ranking.scored_sentences(key) for key, _ in ranked],
+            [sentences[key] for key, _ in ranked],
             ranking.terms,
             vectors.get("crosslingual", vectors.get("dense")),
             self._sentence_encoder(vectors),
