@@ -67,6 +67,25 @@ def test_the_asked_quantity_must_be_stated_where_the_question_is_spoken_of():
     assert not score_sentences("上海是超大城市。社区有7266人。", question).answers_in_one_sentence
 
 
+def test_a_quotation_and_the_sentence_saying_who_spoke_it_are_one_highlight():
+    # the newspaper's way: the quotation, then a short sentence restating the question's words; apart,
+    # the restating sentence won and the highlight missed the answer
+    text = (
+        "澳门，回归之初面积仅20多平方公里，经济结构长期“一业独大”。"
+        "“积极主动参与粤港澳大湾区建设，整合优质资源，深化协同发展。”2024年12月，习近平总书记在视察澳门时指明方向。"
+    )
+    assert first_highlight("2024年底总书记到澳门时，给澳门指了什么发展方向？", text) == (
+        "“积极主动参与粤港澳大湾区建设，整合优质资源，深化协同发展。”2024年12月，习近平总书记在视察澳门时指明方向。"
+    )
+    sentences = lambda text: [text[start:end] for start, end in highlights.sentence_spans(text)]  # noqa: E731
+    # only a sentence that is one quotation and nothing else joins, and only a short attribution after it
+    assert sentences("他说“要实干”。记者表示赞同。") == ["他说“要实干”。", "记者表示赞同。"]
+    assert sentences("“要实干。”会后大家散去。") == ["“要实干。”", "会后大家散去。"]
+    long_attribution = "习近平总书记" + "在考察时" * 10 + "指出。"
+    assert sentences("“要实干。”" + long_attribution) == ["“要实干。”", long_attribution]
+    assert sentences("「要實幹。」他強調。") == ["「要實幹。」他強調。"]
+
+
 def test_same_language_questions_embed_no_sentences_and_other_scripts_do():
     calls: list[list[str]] = []
 

@@ -9,7 +9,9 @@ Chinese word that is not there whole earns half its weight in proportion to the 
 are ("本鱼体延长" for "体型"); a sentence that opens with a pronoun or 本 ("它是无色晶体", "本鱼分布
 于") is taken to speak of the subject, the words of the passage's first sentence. A question that
 asks for a time or a number (qa.ranking.answer_type) adds a little to the sentences that hold one (for a
-quantity of a recognised kind, one of that kind: "7266人" for "多少人", not "2023年").
+quantity of a recognised kind, one of that kind: "7266人" for "多少人", not "2023年"). A quotation
+standing as a sentence of its own and the short sentence after it that says who spoke it are one
+sentence: the attribution restates the question, the quotation answers it.
 
 The cross-lingual encoder's cosine between the question and each sentence is added where the words
 are weak: across scripts (an English question about Chinese text) and where the passage holds none
@@ -29,6 +31,7 @@ import numpy as np
 from qa.documents.text import CJK, is_cjk_letter, split_sentences, writing_script
 from qa.ranking.answer_type import offers
 from qa.ranking.evidence import QuestionTerms, passage_forms
+from qa.vectors.lexical import fold
 
 MAX_HIGHLIGHTS = 3
 # Sentences of the first results may also be compared with the question by the encoder (see above);
@@ -41,6 +44,11 @@ ANSWER_TYPE_WEIGHT = 0.15
 # At most this many question words are joined into one (a long text given to /api/similar stays cheap).
 MAX_RUN = 8
 _REFERS_BACK = re.compile(r"\s*(?:它|他|她|牠|其|本)")
+# A sentence this short with a verb of saying (and no quotation marks) after a quotation says who spoke it.
+ATTRIBUTION_MAX_CHARS = 40
+_SPEECH_VERB = re.compile(r"说|指出|强调|表示|指明|要求|介绍|提出|写道|谈到|感慨|回忆|寄语|嘱托|叮嘱|称")
+_QUOTE_OPENERS = "“「『"
+_QUOTE_CLOSERS = "”」』"
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ class Highlight:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentence spans of a passage with surrounding whitespace trimmed; empty sentences dropped."""
+    """Sentence spans of a passage with surrounding whitespace trimmed; empty sentences dropped; a
+    quotation followed by the sentence saying who said it is one sentence (``join_quotations``)."""
     spans = []
     for start, end in split_sentences(text):
         while start < end and text[start].isspace():
@@ -63,7 +72,45 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             end -= 1
         if start < end:
             spans.append((start, end))
-    return spans or [(0, len(text))]
+    return join_quotations(text, spans) or [(0, len(text))]
+
+
+def is_quotation(sentence: str) -> bool:
+    """Whether a sentence is one quotation and nothing else: “积极主动参与粤港澳大湾区建设……。”"""
+    sentence = sentence.strip()
+    return len(sentence) > 2 and sentence[0] in _QUOTE_OPENERS and sentence[-1] in _QUOTE_CLOSERS
+
+
+def is_attribution(sentence: str) -> bool:
+    """Whether a sentence only says who spoke, and when or where: a short sentence with a verb of
+    saying and no quotation marks ("2024年12月，习近平总书记在视察澳门时指明方向。")."""
+    sentence = sentence.strip()
+    return (
+        len(sentence) <= ATTRIBUTION_MAX_CHARS
+        and not any(mark in sentence for mark in _QUOTE_OPENERS + _QUOTE_CLOSERS)
+        and _SPEECH_VERB.search(fold(sentence)) is not None  # traditional characters folded: 強調 → 强调
+    )
+
+
+def join_quotations(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` with each quotation that stands as a sentence of its own joined to the attribution
+    after it, as Chinese newspapers write them (“……。”2023年参加首都义务植树活动时，习近平总书记对大家说。).
+
+    The attribution repeats the question's words ("总书记给澳门指了什么发展方向？"), the quotation holds
+    the answer; apart they outscored it, together they are the statement a reader needs.
+    """
+    joined: list[tuple[int, int]] = []
+    index = 0
+    while index < len(spans):
+        start, end = spans[index]
+        after = spans[index + 1] if index + 1 < len(spans) else None
+        if after and is_quotation(text[start:end]) and is_attribution(text[after[0] : after[1]]):
+            joined.append((start, after[1]))
+            index += 2
+        else:
+            joined.append((start, end))
+            index += 1
+    return joined
 
 
 def phrases(words: Sequence[str], texts: Sequence[str]) -> list[str]:
