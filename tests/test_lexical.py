@@ -53,3 +53,15 @@ def test_split_pinyin_prefers_fewest_syllables_and_rejects_english():
 def test_query_words_are_whole_words_without_bigrams_function_words_or_question_words():
     assert query_words("山西雲時代技術有限公司的黨委書記是誰？") == ["山西", "云", "时代", "技术", "有限公司", "党委书记"]
     assert query_words("How many people live in the community?") == ["people", "live", "community"]
+
+
+def test_the_pinyin_syllables_are_every_characters_first_reading():
+    # the fast derivation (each distinct reading converted once) against lazy_pinyin on every character
+    from pypinyin import lazy_pinyin
+    from pypinyin.constants import PINYIN_DICT
+
+    from qa.vectors.lexical import _pinyin_syllables
+
+    slow = {s for code in PINYIN_DICT for s in lazy_pinyin(chr(code)) if s.isascii() and s.isalpha()}
+    assert _pinyin_syllables() == {s for s in slow if len(s) > 1 and s not in {"hm", "ng", "hng"}}
+    assert {"zhong", "shun", "xiao", "lv"} <= _pinyin_syllables()
