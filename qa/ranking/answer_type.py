@@ -63,10 +63,15 @@ def asked_type(question: str) -> str | None:
 
 def offers(kind: str | None, sentence: str) -> bool:
     """Whether a sentence holds something of the asked kind (False when nothing is asked)."""
+    return offers_folded(kind, fold(sentence))
+
+
+def offers_folded(kind: str | None, folded: str) -> bool:
+    """``offers`` for a sentence already folded (``fold``), as the sentence scorer has it."""
     if kind is None:
         return False
     pattern = _OFFERS_TIME if kind == TIME else _OFFERS_NUMBER
-    return pattern.search(fold(sentence)) is not None
+    return pattern.search(folded) is not None
 
 
 # a number as a quantity is written: digits or Chinese numerals, "余/多" (more than), a multiplier
@@ -142,8 +147,12 @@ class Quantity:
     def stated_in(self, text: str, script: str | None = None) -> bool:
         """Whether a text states a quantity of this kind, read as Chinese or English by ``script`` (a sentence
         is read in its passage's) or else by its own letters."""
-        pattern = self.chinese if (script or writing_script(text)) == CJK else self.english
-        return pattern.search(fold(text)) is not None
+        return self.stated_in_folded(fold(text), script or writing_script(text))
+
+    def stated_in_folded(self, folded: str, script: str) -> bool:
+        """``stated_in`` for a text already folded (``fold``), read as ``script``."""
+        pattern = self.chinese if script == CJK else self.english
+        return pattern.search(folded) is not None
 
 
 _KINDS = {kind: (re.compile(asked), Quantity(kind, re.compile(chinese), re.compile(english)))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.documents.text import CJK, is_cjk_letter, split_sentences, writing_script
-from qa.ranking.answer_type import offers
+from qa.ranking.answer_type import offers_folded
 from qa.ranking.evidence import QuestionTerms, passage_forms
 from qa.vectors.lexical import fold
 
@@ -208,8 +208,9 @@ def score_sentences(text: str, question: QuestionTerms) -> PassageSentences:
     words = _weighted_share(found, len(sentences))
     named = (found >= 1.0).any(axis=0) if len(found) else np.zeros(len(sentences), dtype=bool)
     quantity = question.quantity
+    folded = [passage_forms(sentence).text for sentence in sentences]  # cached: _words_found read the same
     offered = [
-        quantity.stated_in(sentence, script) if quantity else offers(question.asks, sentence) for sentence in sentences
+        quantity.stated_in_folded(text, script) if quantity else offers_folded(question.asks, text) for text in folded
     ]
     return PassageSentences(spans, sentences, script, words, named, np.array(offered, dtype=bool))
 
