@@ -64,6 +64,7 @@ from qa.ranking.fusion import (
     rerank,
 )
 from qa.ranking.highlights import PassageSentences, highlight_passages, score_sentences
+from qa.ranking.names import names_any
 from qa.results import AddResult, Answer, Hit
 from qa.vectors.dictionary import load_dictionary
 from qa.vectors.embedder import Embedder, VectorCache
@@ -276,13 +277,15 @@ class Library:
     def warm_up(self) -> float:
         """Load what the first questions would otherwise wait for; returns the seconds it took.
 
-        jieba's dictionary, the pinyin table and the bilingual dictionary load lazily (1-2 s each)
-        and each encoder's first call is slow; a server calls this before it accepts requests.
+        jieba's dictionary, the pinyin table and the bilingual dictionary load lazily (1-2 s each), so do
+        jieba's part-of-speech tables (~1 s, for the names a quantity is asked of: qa.ranking.names), and
+        each encoder's first call is slow; a server calls this before it accepts requests.
         """
         started = time.perf_counter()
         for question in ("城市管理应该像什么一样精细？", "Who is Li Xiaona?"):
             self._query(question, tuple(self.encoders))
             question_terms(question, load_dictionary())
+        question_terms("北京的常住人口是多少？", load_dictionary())
         self.warmed_up = True
         return time.perf_counter() - started
 
@@ -586,7 +589,15 @@ class Library:
         # confidence looks at the results after the last one returned, to measure margins
         everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
         if checked:
-            everything = quantity_checked(everything, [sentences[key].answers_in_one_sentence for key in keys])
+            names = ranking.terms.names
+            everything = quantity_checked(
+                everything,
+                [
+                    sentences[key].answers_in_one_sentence
+                    and names_any(names, found[key].text, found[key].heading or "")
+                    for key in keys
+                ],
+            )
         everything = non_increasing(everything)
         confidences = everything[:top_k]
         ranked = ranking.ranked[:top_k]

@@ -14,7 +14,12 @@ from qa.ranking.answer_type import asked_quantity
         ("長安小區改造一共花了多少錢？", "money"),  # traditional characters are folded
         ("山西省2024年的地区生产总值是多少？", "money"),
         ("How much money was spent renovating the compound?", "money"),
-        ("平遥古城的城墙有多长？", None),  # 多长 may ask for a duration ("任期是多长")
+        ("平遥古城的城墙有多长？", "length"),
+        ("观塘明渠下游露天部分有多长？", "length"),
+        # 多长 asks for a duration where the question says it is one
+        ("刘燕卿担任消委会的申诉专员的任期是多长？", None),
+        ("这种龟的寿命有多长？", None),
+        ("从北京到上海坐高铁要多长时间？", None),
         ("HAT-P-2b距离地球有多远？", "length"),
         ("How tall is the tower?", "length"),
         ("升庵桂湖的总面积是多少？", "area"),
@@ -58,6 +63,19 @@ def test_asked_quantity(question, kind):
         ("屈臣氏酒窖在香港设有多少家分店？", "现时在香港共有28间分店。", True),
         ("评审流程分为几个阶段？", "评审流程：初审、二审、三审与决审四阶段。", True),
         ("福州一共有多少处明清古建筑？", "这里是福州的历史文化街区，古建筑保存完好。", False),
+        # a Chinese numeral inside a word is no number: a name (城六区, 三坊七巷), 一大批, 百姓
+        ("上海的常住人口是多少？", "目前城六区常住人口比2014年下降15%；", False),
+        ("上海的常住人口是多少？", "目前城六区常住人口约1100万人。", True),
+        ("三坊七巷一共有多少处明清古建筑？", "三坊七巷历史文化街区保留着大量明清古建筑。", False),
+        ("三坊七巷一共有多少处明清古建筑？", "由于他的重视，三坊七巷免遭拆除，一大批历史文物古迹保留至今。", False),
+        ("三坊七巷一共有多少处明清古建筑？", "三坊七巷保留着二百余座明清古建筑。", True),
+        ("社区有多少人？", "一头连着百姓生活冷暖。", False),
+        ("社区有多少人？", "社区有三千多人。", True),
+        ("社区有多少人？", "辖区内住着几十万人。", True),
+        ("女性的比例是多少？", "女性约占三成。", True),
+        ("女性的比例是多少？", "女性占百分之五十二。", True),
+        ("平遥古城的城墙有多长？", "在山西平遥古城，习近平总书记指出，要敬畏历史、敬畏文化。", False),
+        ("平遥古城的城墙有多长？", "平遥古城城墙周长6163米。", True),
     ],
 )
 def test_stated_in(question, text, stated):

@@ -59,8 +59,8 @@ def test_off_topic_questions_are_flagged_unanswerable(bundled_library):
 
 def test_questions_the_page_cannot_answer_are_often_flagged(hybrid_results):
     # near-domain questions (the page names the place, not the asked number) are the hard half:
-    # measured 0.78 of all 72 flagged unanswerable (off-topic 0.97, near-domain 0.58)
-    assert hybrid_results["no_answer_recall"] >= 0.7
+    # measured 0.903 of all 72 flagged unanswerable (off-topic 1.00, near-domain 0.81)
+    assert hybrid_results["no_answer_recall"] >= 0.875
 
 
 def test_a_quantity_the_page_does_not_state_is_not_an_answer(bundled_library):
@@ -75,6 +75,21 @@ def test_a_quantity_the_page_does_not_state_is_not_an_answer(bundled_library):
         assert answer.hits[0].confidence < 0.3
     # quantities it does state are still answers
     for question in ("全國登記的不可移動文物有多少處？", "我国建立了多少个国家城乡融合发展试验区？"):
+        assert bundled_library.ask(question, top_k=3).answerable, question
+
+
+def test_a_quantity_the_page_states_of_something_else_is_not_an_answer(bundled_library):
+    # the page states Beijing's population change (in 城六区, whose 六 is no number), China's urbanisation and
+    # GDP, and has a street named 三坊七巷 and no count of its buildings; each was answerable at 0.44-0.94
+    questions = ("上海的常住人口是多少？", "北京城六区现在的常住人口是多少？", "山西省2024年的地区生产总值是多少？",
+                 "三坊七巷一共有多少处明清古建筑？", "How many people live in Chengdu?",
+                 "What was the urbanization rate of Shanxi Province in 2024?")
+    for question in questions:
+        assert not bundled_library.ask(question, top_k=3).answerable, question
+    # what it states of the places it names still answers
+    for question in ("成都建立了多少个产业园区？", "青岛把多少个市级部门纳入了智慧化指挥调度体系？",
+                     "北京城六区常住人口比2014年下降了多少？",
+                     "How many people live in the community in Lianyungang that Li Xiaona works for?"):
         assert bundled_library.ask(question, top_k=3).answerable, question
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from qa.documents.text import CJK, writing_script
-from qa.vectors.lexical import fold
+from qa.vectors.lexical import fold, segmenter
 
 TIME = "time"
 NUMBER = "number"
@@ -112,7 +113,8 @@ _QUANTITIES: dict[str, tuple[str, str, str]] = {
         rf"[¥$€£]\s*\d|{_ENGLISH_AMOUNT}(?:dollars|yuan|rmb|euros?|pounds|usd)\b",
     ),
     "length": (
-        rf"多远|多高|多宽|多深|(?:长度|距离|高度|宽度|深度|海拔){_IS_ASKED}"
+        # "城墙有多长" asks for a length; "任期是多长", "寿命有多长", "多长时间" for a duration
+        rf"多远|多高|多宽|多深|(?:长度|距离|高度|宽度|深度|海拔){_IS_ASKED}|^(?!.*(?:期|寿命|时长|时间|多久)).*多长"
         # not "how long": as often a duration ("How long was the theatre in operation?")
         r"|\bhow (?:far|tall|high|wide|deep) (?:is|are|was|were)\b|\bwhat (?:is|was) the (?:length|distance|height)\b",
         rf"{_AMOUNT}(?:米|公里|千米|里|厘米|毫米|英里|尺|丈|海里|公分|公尺|英尺|英寸|光年|km|cm|mm|m\b)",
@@ -151,8 +153,37 @@ class Quantity:
 
     def stated_in_folded(self, folded: str, script: str) -> bool:
         """``stated_in`` for a text already folded (``fold``), read as ``script``."""
-        pattern = self.chinese if script == CJK else self.english
-        return pattern.search(folded) is not None
+        if script != CJK:
+            return self.english.search(folded) is not None
+        return any(numeral_is_a_number(folded, match.start(), match.group()) for match in self.chinese.finditer(folded))
+
+
+# a word that is a number: digits aside, Chinese numerals with an approximation (几十万, 三千多, 上万) and measure
+# words (三座, 一头); a fraction (三成)
+_NUMBER_WORD = re.compile(rf"[几数上近约逾]?[{_NUMERALS}]+[余多几]?[{_MEASURES}成]*")
+
+
+def numeral_is_a_number(folded: str, start: int, matched: str) -> bool:
+    """Whether a match that begins with a Chinese numeral (at ``start`` of a folded text) is a number, not
+    part of a word written with one: 城六区 (Beijing's six central districts), 三坊七巷 (a street's name),
+    一大批 (a great many), 百姓 (the people) state no quantity; 三千多人, 几十万, 十二座 do. Decided by the
+    word jieba reads at ``start``; a match that begins otherwise, or is a fraction (百分之五), is a number."""
+    if folded[start] not in _NUMERALS or "分之" in matched:
+        return True
+    return _NUMBER_WORD.fullmatch(_word_at(folded, start)) is not None
+
+
+def _word_at(folded: str, position: int) -> str:
+    """The word (jieba) of a folded text that holds ``position``."""
+    for word, start, end in _words_of(folded):
+        if start <= position < end:
+            return word
+    return ""
+
+
+@lru_cache(maxsize=4096)
+def _words_of(folded: str) -> tuple[tuple[str, int, int], ...]:
+    return tuple(segmenter().tokenize(folded))
 
 
 _KINDS = {kind: (re.compile(asked), Quantity(kind, re.compile(chinese), re.compile(english)))

@@ -24,7 +24,9 @@ None of those features can tell a passage about the right thing from one that sa
 "高君宇故居纪念馆每年接待多少游客？" found the memorial hall's passage at 0.82, and it states no number
 of visitors. Where a question asks for a quantity of a recognised kind (people, money, a length, an
 area, a percentage, a count: qa.ranking.answer_type.Quantity), a result keeps ``UNSTATED_QUANTITY_FACTOR``
-of its probability unless one of its sentences states one and holds a whole word of the question.
+of its probability unless one of its sentences states one and holds a whole word of the question, and the
+passage names one of the names the quantity is asked of, where the question names any (qa.ranking.names:
+"上海的常住人口是多少？" is not answered by the population of Beijing's central districts).
 """
 
 from __future__ import annotations
@@ -128,8 +130,9 @@ def result_confidences(
 
 
 def quantity_checked(confidences: Sequence[float], stated: Sequence[bool]) -> list[float]:
-    """Confidences with those of results that state no quantity of the asked kind (``stated`` False)
-    lowered to ``UNSTATED_QUANTITY_FACTOR`` of themselves."""
+    """Confidences with those of results that state no quantity of the asked kind of what was asked
+    (``stated`` False: qa.ranking.highlights.PassageSentences.may_answer) lowered to
+    ``UNSTATED_QUANTITY_FACTOR`` of themselves."""
     return [
         confidence if states else round(confidence * UNSTATED_QUANTITY_FACTOR, 4)
         for confidence, states in zip(confidences, stated)

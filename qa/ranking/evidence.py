@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from qa.documents.text import writing_script
 from qa.ranking.answer_type import Quantity, asked_quantity, asked_type
+from qa.ranking.names import Name, question_names
 from qa.vectors.dictionary import Dictionary, english_stems
 from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms, query_words
 
@@ -44,6 +45,7 @@ class QuestionTerms:
     words: tuple[str, ...] = ()  # the whole content words among the terms (``query_words``), for sentences
     asks: str | None = None  # the kind of answer asked for (qa.ranking.answer_type), if one is recognised
     quantity: Quantity | None = None  # the kind of quantity asked for (qa.ranking.answer_type), if recognised
+    names: tuple[Name, ...] = ()  # what the quantity is asked of (qa.ranking.names); only when one is asked
 
 
 def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerms:
@@ -71,9 +73,9 @@ def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerm
         else:  # numbers and other script-neutral tokens
             same[term] = other[term] = frozenset({term})
     words = tuple(word for word in query_words(question) if word in same)
-    return QuestionTerms(
-        writing_script(question), terms, same, other, words, asked_type(question), asked_quantity(question)
-    )
+    quantity = asked_quantity(question)
+    names = question_names(question, dictionary) if quantity else ()
+    return QuestionTerms(writing_script(question), terms, same, other, words, asked_type(question), quantity, names)
 
 
 @dataclass(frozen=True)

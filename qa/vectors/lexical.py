@@ -52,7 +52,8 @@ def fold(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _segmenter():
+def segmenter():
+    """jieba, its dictionary loaded once (quietly)."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -65,7 +66,7 @@ def lexical_terms(text: str, bigrams: bool = True) -> list[str]:
     terms: list[str] = []
     for token in _TOKEN.findall(fold(text)):
         if _CJK_RUN.fullmatch(token):
-            terms.extend(_segmenter().lcut(token))
+            terms.extend(segmenter().lcut(token))
             if bigrams:
                 terms.extend(token[i : i + 2] for i in range(len(token) - 1))
         else:
