@@ -43,12 +43,13 @@ from qa.index.passage_index import (
     StoredPassage,
 )
 from qa.index.vector_index import DEFAULT_EXACT_LIMIT
+from qa.ranking.answer_type import names_office
 from qa.ranking.confidence import (
     ANSWERABLE_CONFIDENCE,
     ANSWERABLE_DEPTH,
     non_increasing,
-    quantity_checked,
     result_confidences,
+    unstated_lowered,
 )
 from qa.ranking.context import Context, build_context
 from qa.ranking.evidence import QuestionTerms, passage_forms, question_terms, term_evidence
@@ -590,13 +591,18 @@ class Library:
         everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
         if checked:
             names = ranking.terms.names
-            everything = quantity_checked(
+            everything = unstated_lowered(
                 everything,
                 [
                     sentences[key].answers_in_one_sentence
                     and names_any(names, found[key].text, found[key].heading or "")
                     for key in keys
                 ],
+            )
+        office = ranking.terms.office
+        if office:
+            everything = unstated_lowered(
+                everything, [names_office(office, found[key].text, found[key].heading or "") for key in keys]
             )
         everything = non_increasing(everything)
         confidences = everything[:top_k]

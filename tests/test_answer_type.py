@@ -2,7 +2,7 @@
 
 import pytest
 
-from qa.ranking.answer_type import asked_quantity
+from qa.ranking.answer_type import asked_office, asked_quantity, names_office
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,32 @@ def test_asked_quantity(question, kind):
 )
 def test_stated_in(question, text, stated):
     assert asked_quantity(question).stated_in(text) is stated
+
+
+@pytest.mark.parametrize(
+    ("question", "office"),
+    [
+        ("和顺县县长是谁？", "县长"),
+        ("太原市委书记是谁？", "市委书记"),
+        ("谁是太原市委书记？", "市委书记"),
+        ("省投资促进局的局长是谁？", "局长"),
+        ("IPCC 现任主席是谁？", "主席"),
+        ("董事長是誰？", "董事长"),  # traditional characters are folded
+        # not an office: other roles are often said otherwise ("由…所著" for 作者), and names are no office
+        ("《论自由》的作者是谁？", None),
+        ("罗克鲁瓦战役中法国军队的统帅是谁？", None),
+        ("李肖娜是谁？", None),
+        ("县长做了什么？", None),
+        ("Who is the mayor of Taiyuan?", None),
+    ],
+)
+def test_asked_office(question, office):
+    assert asked_office(question) == office
+
+
+def test_a_passage_answers_who_holds_an_office_only_if_it_names_it():
+    text = "晋中市人大常委会副主任、和顺县委书记许利伟表示，要牢记领袖嘱托。"
+    assert not names_office("县长", text)
+    assert names_office("县委书记", text)
+    assert names_office("县长", "他表示，要牢记领袖嘱托。", "和顺县县长访谈")  # its heading names it
+    assert names_office("县长", "The county head of Heshun said so.")  # another script is not judged

@@ -6,11 +6,11 @@ import pytest
 from qa.index.passage_index import ChannelScores, moments_from_top
 from qa.ranking.confidence import (
     FEATURES,
-    UNSTATED_QUANTITY_FACTOR,
+    UNSTATED_FACTOR,
     confidence_features,
     non_increasing,
     probability,
-    quantity_checked,
+    unstated_lowered,
 )
 from qa.ranking.evidence import question_terms
 from qa.ranking.fusion import CREDIT_FACTOR, PassageEvidence, evidence_score, focus, fuse, rerank
@@ -126,8 +126,8 @@ def test_confidence_features_are_collection_independent_and_probability_is_monot
 
 
 def test_a_result_that_states_no_asked_quantity_keeps_a_share_of_its_confidence():
-    lowered = quantity_checked([0.8, 0.6, 0.4], [False, True, True])
-    assert lowered == [round(0.8 * UNSTATED_QUANTITY_FACTOR, 4), 0.6, 0.4]
+    lowered = unstated_lowered([0.8, 0.6, 0.4], [False, True, True])
+    assert lowered == [round(0.8 * UNSTATED_FACTOR, 4), 0.6, 0.4]
     # shown in ranking order, the results below are capped at it: the first result decides "answerable"
     assert non_increasing(lowered) == [0.2, 0.2, 0.2]
-    assert quantity_checked([0.8], [True]) == [0.8]
+    assert unstated_lowered([0.8], [True]) == [0.8]

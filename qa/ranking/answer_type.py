@@ -137,6 +137,36 @@ _QUANTITIES: dict[str, tuple[str, str, str]] = {
 _ASKS_OTHER = re.compile(r"哪|\b(?:which|where|who|whom|whose)\b")
 
 
+# an office, as the word naming it ends: 县长, 市委书记, 董事长, 国家主席
+_OFFICE = re.compile(r"(?:长|书记|主席|总统|总理|首相|主任|总裁|经理)$")
+_HOLDER_ASKED = re.compile(r"^(?P<office>.+?)(?:是|为)谁[?？。!！]?$|^谁是(?P<office2>.+?)[?？。!！]?$")
+_CHINESE_WORD = re.compile(r"[\u3400-\u9fff]{2,}")
+
+
+def asked_office(question: str) -> str | None:
+    """The office a Chinese question asks the holder of, folded ("和顺县县长是谁？" → 县长, "谁是太原市委书记？"
+    → 市委书记), or None.
+
+    A passage that never names that office cannot say who holds it, however close its other words: the
+    page's "和顺县委书记许利伟" does not answer "和顺县县长是谁？". Only offices (a word ending in 长, 书记, 主席,
+    总统...) are asked of this way: other roles are often said otherwise ("…的作者是谁" is answered by "由…
+    所著"; measured in the README). English questions are left alone: across scripts the dictionary's
+    offices do not line up (主席 gives chairman, the passage says chair).
+    """
+    match = _HOLDER_ASKED.match(fold(question).strip())
+    if not match:
+        return None
+    words = [word for word in segmenter().lcut(match.group("office") or match.group("office2")) if word.strip()]
+    office = words[-1] if words else ""
+    return office if _CHINESE_WORD.fullmatch(office) and _OFFICE.search(office) else None
+
+
+def names_office(office: str, text: str, *context: str) -> bool:
+    """Whether a passage, or its ``context`` (its heading), names an office (``asked_office``) as written;
+    a passage in another script than Chinese is not judged (True)."""
+    return writing_script(text) != CJK or office in fold("\n".join((text, *context)))
+
+
 @dataclass(frozen=True)
 class Quantity:
     """A quantity a question asks for: its kind (``people``, ``money``, ``length``, ``area``, ``percentage``,

@@ -23,10 +23,12 @@ turns them into a probability. ``answerable`` is true when one of the first
 None of those features can tell a passage about the right thing from one that says what was asked:
 "高君宇故居纪念馆每年接待多少游客？" found the memorial hall's passage at 0.82, and it states no number
 of visitors. Where a question asks for a quantity of a recognised kind (people, money, a length, an
-area, a percentage, a count: qa.ranking.answer_type.Quantity), a result keeps ``UNSTATED_QUANTITY_FACTOR``
+area, a percentage, a count: qa.ranking.answer_type.Quantity), a result keeps ``UNSTATED_FACTOR``
 of its probability unless one of its sentences states one and holds a whole word of the question, and the
 passage names one of the names the quantity is asked of, where the question names any (qa.ranking.names:
-"上海的常住人口是多少？" is not answered by the population of Beijing's central districts).
+"上海的常住人口是多少？" is not answered by the population of Beijing's central districts). Likewise a
+Chinese question asking who holds an office (qa.ranking.answer_type.asked_office: "和顺县县长是谁？") is not
+answered by a passage that never names that office ("和顺县委书记许利伟").
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from qa.index.passage_index import ChannelScores
 # 0.80); benchmarks/fit_confidence.py prints the rates at each threshold
 ANSWERABLE_CONFIDENCE: dict[str, float] = {"hybrid": 0.3, "dense": 0.25, "lexical": 0.25}
 ANSWERABLE_DEPTH = 3
-# The share of its confidence a result keeps when the question asks for a quantity it does not state. Measured
+# The share of its confidence a result keeps when it does not state what the question asks for (a quantity, an
+# office's holder). Measured for quantities
 # with every question of the five sets (README, "Confidence"): 0.25 refused 7 more of the page's 72 unanswerable
 # questions and flagged 2 of 2,000 + 2,000 + 720 + 717 answerable public ones fewer; 0.5 refused none more (the
 # near-domain questions' passages stand at 0.7-1.0).
-UNSTATED_QUANTITY_FACTOR = 0.25
+UNSTATED_FACTOR = 0.25
 FEATURES = (
     "crosslingual_cosine",
     "dense_cosine",
@@ -129,12 +132,12 @@ def result_confidences(
     return [round(probability(row, mode), 4) for row in confidence_features(ranked, channels, coverage)]
 
 
-def quantity_checked(confidences: Sequence[float], stated: Sequence[bool]) -> list[float]:
-    """Confidences with those of results that state no quantity of the asked kind of what was asked
-    (``stated`` False: qa.ranking.highlights.PassageSentences.may_answer) lowered to
-    ``UNSTATED_QUANTITY_FACTOR`` of themselves."""
+def unstated_lowered(confidences: Sequence[float], stated: Sequence[bool]) -> list[float]:
+    """Confidences with those of results that do not state what was asked (``stated`` False: no quantity of the
+    asked kind, of what was asked; not the office whose holder is asked for) lowered to ``UNSTATED_FACTOR`` of
+    themselves."""
     return [
-        confidence if states else round(confidence * UNSTATED_QUANTITY_FACTOR, 4)
+        confidence if states else round(confidence * UNSTATED_FACTOR, 4)
         for confidence, states in zip(confidences, stated)
     ]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from qa.documents.text import writing_script
-from qa.ranking.answer_type import Quantity, asked_quantity, asked_type
+from qa.ranking.answer_type import Quantity, asked_office, asked_quantity, asked_type
 from qa.ranking.names import Name, question_names
 from qa.vectors.dictionary import Dictionary, english_stems
 from qa.vectors.lexical import CHINESE_FUNCTION_WORDS, fold, query_terms, query_words
@@ -46,6 +46,7 @@ class QuestionTerms:
     asks: str | None = None  # the kind of answer asked for (qa.ranking.answer_type), if one is recognised
     quantity: Quantity | None = None  # the kind of quantity asked for (qa.ranking.answer_type), if recognised
     names: tuple[Name, ...] = ()  # what the quantity is asked of (qa.ranking.names); only when one is asked
+    office: str | None = None  # the office whose holder a Chinese question asks for (qa.ranking.answer_type)
 
 
 def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerms:
@@ -75,7 +76,8 @@ def question_terms(question: str, dictionary: Dictionary | None) -> QuestionTerm
     words = tuple(word for word in query_words(question) if word in same)
     quantity = asked_quantity(question)
     names = question_names(question, dictionary) if quantity else ()
-    return QuestionTerms(writing_script(question), terms, same, other, words, asked_type(question), quantity, names)
+    script, asks, office = writing_script(question), asked_type(question), asked_office(question)
+    return QuestionTerms(script, terms, same, other, words, asks, quantity, names, office)
 
 
 @dataclass(frozen=True)
