@@ -27,9 +27,10 @@ How a passage names them:
 A passage that names one of the question's names is taken to be about it: the question's other names
 may be said in an earlier passage of the same text ("How many people live in the community in
 Lianyungang that Li Xiaona works for?" is answered by a passage naming 李肖娜, not 连云港), and a passage's
-heading counts as its own words. Its document's title does not: a title names the publication more often
-than what each passage is about (the bundled page is "shanxi-daily-…", and counting it let two questions
-about Shanxi's figures, which the page does not state, be answered by the national ones).
+heading counts as its own words. Its document's title does not: a title says what the whole text, or its
+first story, is about, not each passage (the bundled page's is its lead story's, "习近平总书记考察山西…", and
+counting it let two questions about Shanxi's figures, which the page does not state, be answered by the
+national ones further down).
 """
 
 from __future__ import annotations
