@@ -99,7 +99,7 @@ def _english_names(question: str, dictionary: Dictionary | None) -> tuple[Name, 
         stem = english_stems([lower])[0]
         syllables = split_pinyin(lower) or []
         pinyin = tuple(first + second for first, second in zip(syllables, syllables[1:]))
-        # an acronym's translations are a lottery (AAA: 七号电池, "AAA batteries"); it is looked for as written
+        # an acronym's translations are a lottery (AAA: 七号电池, "AAA batteries"): with none, it is taken as named
         acronym = match.group().isupper()
         translations = dictionary.chinese(stem) if dictionary and not acronym else frozenset()
         pinyin = () if acronym else pinyin
@@ -109,8 +109,8 @@ def _english_names(question: str, dictionary: Dictionary | None) -> tuple[Name, 
 
 def names_any(names: Sequence[Name], text: str, *context: str) -> bool:
     """Whether a passage names one of ``names`` at least (true when there are none; see the module
-    docstring for how), in its text or its ``context`` (its heading). One is
-    enough: a passage about Li Xiaona's community need not repeat its city."""
+    docstring for how), in its text or its ``context`` (its heading). One is enough: a passage about
+    Li Xiaona's community need not repeat its city."""
     if not names:
         return True
     script = writing_script(text)
