@@ -88,7 +88,8 @@ def serve(settings: Settings) -> int:
 
     library = open_configured_library(settings, embedder, crosslingual, on_corpus=report_corpus)
     app = create_app(settings, library=library)
-    log.info("warmed up (word segmenter, pinyin table, encoders) in %.1f s", library.warm_up())
+    seconds = library.warm_up()
+    log.info("warmed up (word segmenter, its part-of-speech tables, pinyin, dictionary, encoders) in %.1f s", seconds)
 
     server = create_http_server(app, settings, sockets, threads=settings.http_threads)
     signal.signal(signal.SIGTERM, _stop)
