@@ -42,13 +42,20 @@ from functools import lru_cache
 
 from qa.documents.text import CJK, writing_script
 from qa.vectors.dictionary import Dictionary, english_stems
-from qa.vectors.lexical import ENGLISH_STOPWORDS, QUESTION_WORDS, fold, name_terms, segmenter, split_pinyin
+from qa.vectors.lexical import (
+    ENGLISH_STOPWORDS,
+    QUESTION_WORDS,
+    fold,
+    name_terms,
+    pinyin_bigrams,
+    segmenter,
+    split_pinyin,
+)
 
 _PLACE_TAG = "ns"
 _PLACE_SUFFIX = re.compile(r"(?:特别行政区|自治区|群岛|列岛|半岛|省|市|县|区|镇|乡|村|城)$")
 _CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]+\b")
 _CHINESE = re.compile(r"[\u3400-\u9fff]+")
-_LATIN_WORD = re.compile(r"[a-z]+")
 
 
 @dataclass(frozen=True)
@@ -97,12 +104,10 @@ def _english_names(question: str, dictionary: Dictionary | None) -> tuple[Name, 
         if match.start() == 0 or lower in ignored or lower in names:  # the first word is capitalised anyway
             continue
         stem = english_stems([lower])[0]
-        syllables = split_pinyin(lower) or []
-        pinyin = tuple(first + second for first, second in zip(syllables, syllables[1:]))
         # an acronym's translations are a lottery (AAA: 七号电池, "AAA batteries"): with none, it is taken as named
         acronym = match.group().isupper()
+        pinyin = () if acronym else tuple(pinyin_bigrams(split_pinyin(lower) or []))
         translations = dictionary.chinese(stem) if dictionary and not acronym else frozenset()
-        pinyin = () if acronym else pinyin
         names[lower] = Name(lower, frozenset({lower, stem}), frozenset(translations), pinyin)
     return tuple(names.values())
 
@@ -113,26 +118,26 @@ def names_any(names: Sequence[Name], text: str, *context: str) -> bool:
     Li Xiaona's community need not repeat its city."""
     if not names:
         return True
+    from qa.ranking.evidence import passage_forms  # evidence imports this module (QuestionTerms.names)
+
     script = writing_script(text)
-    folded = fold("\n".join((text, *context)))
-    words: frozenset[str] = frozenset()
-    if script != CJK:
-        found_words = _LATIN_WORD.findall(folded)
-        words = frozenset(found_words) | frozenset(english_stems(found_words))
+    # folded text, words and stems, as term evidence already computed (and cached) them for the passage
+    parts = [passage_forms(part) for part in (text, *context) if part]
     for name in names:
         same = writing_script(name.written) == script
         if script == CJK and same:
-            found = any(form in folded for form in name.same_script)
+            found = any(form in part.text for part in parts for form in name.same_script)
         elif script == CJK:
             found = (
                 not name.pinyin and not name.other_script
-                or re.search(rf"(?<![a-z]){name.written}(?![a-z])", folded) is not None  # NASA, IPCC as written
-                or bool(name.pinyin) and set(name.pinyin) <= _pinyin_pairs(folded)
-                or any(form in folded for form in name.other_script)
+                # NASA, IPCC as written
+                or any(re.search(rf"(?<![a-z]){name.written}(?![a-z])", part.text) for part in parts)
+                or bool(name.pinyin) and set(name.pinyin) <= frozenset().union(*(_pinyin_pairs(p.text) for p in parts))
+                or any(form in part.text for part in parts for form in name.other_script)
             )
         else:
             forms = name.same_script if same else name.other_script
-            found = not forms or not forms.isdisjoint(words)
+            found = not forms or any(not forms.isdisjoint(part.forms) for part in parts)
         if found:
             return True
     return False

@@ -126,7 +126,8 @@ def _pinyin_syllables() -> frozenset[str]:
     return frozenset(s for s in syllables if len(s) > 1 and s not in {"hm", "ng", "hng"})
 
 
-def _pinyin_bigrams(syllables: list[str]) -> list[str]:
+def pinyin_bigrams(syllables: list[str]) -> list[str]:
+    """Each pair of adjacent syllables, joined: [he, shun, xian] → heshun, shunxian."""
     return [first + second for first, second in zip(syllables, syllables[1:])]
 
 
@@ -136,7 +137,7 @@ def name_terms(text: str) -> list[str]:
 
     terms: list[str] = []
     for run in _CJK_RUN.findall(fold(text)):
-        terms += _pinyin_bigrams([syllable.lower() for syllable in lazy_pinyin(run)])
+        terms += pinyin_bigrams([syllable.lower() for syllable in lazy_pinyin(run)])
     return terms
 
 
@@ -170,11 +171,11 @@ def query_name_terms(question: str) -> list[str]:
         for word in re.split(r"[ \-]", run):
             split = split_pinyin(word)
             if split is None:
-                terms.update(dict.fromkeys(_pinyin_bigrams(syllables)))
+                terms.update(dict.fromkeys(pinyin_bigrams(syllables)))
                 syllables = []
             else:
                 syllables += split
-        terms.update(dict.fromkeys(_pinyin_bigrams(syllables)))
+        terms.update(dict.fromkeys(pinyin_bigrams(syllables)))
     return list(terms)
 
 
