@@ -109,7 +109,10 @@ class Ranking:
     def scored_sentences(self, key: int) -> PassageSentences:
         """The sentences of a ranked passage, scored by the question's words."""
         known = self.sentences.get(key)
-        return known if known is not None else score_sentences(self.passages[key].text, self.terms)
+        if known is not None:
+            return known
+        passage = self.passages[key]
+        return score_sentences(passage.text, self.terms, passage_subject(passage))
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,12 @@ def embedding_input(passage: Passage) -> str:
     and nothing within one script).
     """
     return to_simplified(passage.text)
+
+
+def passage_subject(passage: Passage) -> str:
+    """What every sentence of a passage speaks of, for choosing its answering sentence: its document's title,
+    given or taken from the document's first heading; none when the title is only the document's id."""
+    return "" if passage.document_title == passage.document_id else passage.document_title
 
 
 def passage_terms(passage: Passage) -> tuple[list[str], list[str]]:
@@ -706,7 +715,9 @@ class Library:
         ranked = [item for item in rerank(first, scored, evidence, coverage_weight=weight) if item[0] in found]
         sentences = {}
         if mode == "hybrid":
-            sentences = {key: score_sentences(found[key].text, asked) for key, _ in ranked[:FOCUSED]}
+            sentences = {
+                key: score_sentences(found[key].text, asked, passage_subject(found[key])) for key, _ in ranked[:FOCUSED]
+            }
             ranked = focus(ranked, {key: passage.best for key, passage in sentences.items()})
         return Ranking(ranked[:depth], scored, vectors, asked, found, coverage, sentences)
 

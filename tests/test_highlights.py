@@ -43,6 +43,29 @@ def test_a_sentence_opening_with_a_pronoun_or_ben_speaks_of_the_subject(monkeypa
     assert first_highlight(question, text) != "本鱼体延长而侧扁，呈长椭圆形。"
 
 
+@pytest.mark.parametrize(
+    ("question", "title", "text", "answer"),
+    [
+        (
+            "《白之春》的主演是谁？",
+            "白之春",
+            "《白之春》（日文：白い春）是由关西电视台从2009年4月14日开始播出的日本电视剧。由阿部宽与大桥望美主演。",
+            "由阿部宽与大桥望美主演。",
+        ),
+        ("生濑胜久有什么兴趣爱好？", "生濑胜久", "生濑胜久（），日本男演员。出身于兵库县西宫市。兴趣是钓鱼。", "兴趣是钓鱼。"),
+    ],
+)
+def test_every_sentence_speaks_of_the_documents_title(question, title, text, answer):
+    # the sentence naming the drama (or the actor) held the question's rarest word; the title says it for all
+    terms = question_terms(question, None)
+    alone, titled = score_sentences(text, terms), score_sentences(text, terms, title)
+    [[without]], [[with_title]] = (highlight_passages([s], terms, None, None, limit=1) for s in (alone, titled))
+    assert without.text != answer
+    assert with_title.text == answer
+    # a quantity or an office must still be stated next to the sentence's own words, not the title's
+    assert titled.named.tolist() == alone.named.tolist()
+
+
 def test_a_word_found_only_in_part_earns_part_of_its_weight():
     text = "麦银汉鱼为银汉鱼目的一种。它的鳞片细小，呈银色。本鱼体延长而细，呈亚圆柱型。"
     assert first_highlight("麦银汉鱼的体型有什么特点？", text) == "本鱼体延长而细，呈亚圆柱型。"

@@ -23,7 +23,7 @@ from conftest import COMMUNITY_PARAGRAPH, DOCUMENTS, PASSAGE_COUNT, FakeEmbedder
 from qa.corpus import open_library
 from qa.errors import EmptyDocument, InvalidInput, NotFound
 from qa.index.vector_index import VectorIndex
-from qa.library import Library
+from qa.library import Library, passage_subject
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -522,6 +522,21 @@ def test_passages_carry_document_title_heading_and_a_span_inside_their_source(li
             assert passage.heading == source.splitlines()[0]
             assert 0 <= passage.start < passage.end <= len(source)
             assert source[passage.start : passage.end] == passage.text
+
+
+def test_a_documents_title_decides_its_answering_sentence_and_its_id_does_not(index_dir, fake_embedder):
+    # the title says what every sentence speaks of (qa.ranking.highlights); a title that is only the id says nothing
+    text = "《白之春》（日文：白い春）是由关西电视台从2009年4月14日开始播出的日本电视剧。由阿部宽与大桥望美主演。"
+    library = Library(index_dir, fake_embedder, progress=False)
+    try:
+        library.add_document(text, "drama", title="白之春")
+        library.add_document(text, "白之春")  # no title and no heading: the title is the id
+        hits = {hit.passage.document_id: hit for hit in library.ask("《白之春》的主演是谁？", top_k=2)}
+        assert [passage_subject(hits[name].passage) for name in ("drama", "白之春")] == ["白之春", ""]
+        assert hits["drama"].highlights[0].text == "由阿部宽与大桥望美主演。"
+        assert hits["白之春"].highlights[0].text.startswith("《白之春》")
+    finally:
+        library.close()
 
 
 def test_passage_round_trips_by_id(library):
