@@ -52,19 +52,21 @@ from qa.ranking.confidence import (
     unstated_lowered,
 )
 from qa.ranking.context import Context, build_context
-from qa.ranking.evidence import QuestionTerms, passage_forms, question_terms, term_evidence
+from qa.ranking.evidence import PassageForms, QuestionTerms, passage_forms, question_terms, term_evidence
 from qa.ranking.fusion import (
+    ANSWERING_PART_REACH,
     COVERAGE_WEIGHT,
     FOCUSED,
     MODE_CHANNELS,
     MODES,
     RERANKED,
     PassageEvidence,
+    answering_part,
     focus,
     fuse,
     rerank,
 )
-from qa.ranking.highlights import PassageSentences, highlight_passages, score_sentences
+from qa.ranking.highlights import PassageSentences, highlight_passages, part_scores, score_sentences
 from qa.ranking.names import names_any
 from qa.results import AddResult, Answer, Hit
 from qa.vectors.dictionary import load_dictionary
@@ -95,7 +97,8 @@ class Ranking:
     """Intermediate result of a search: fused (key, score) pairs and what produced them.
 
     ``passages`` and ``coverage`` (qa.ranking.evidence) are known for the ranked keys, ``sentences``
-    (qa.ranking.highlights) for those the hybrid mode focused on.
+    (qa.ranking.highlights) for those the hybrid mode focused on. ``replaced``: the first result that the
+    answering part of its section took the place of (qa.ranking.fusion.answering_part), if any.
     """
 
     ranked: list[tuple[int, float]]
@@ -105,6 +108,7 @@ class Ranking:
     passages: dict[int, Passage]
     coverage: dict[int, float]
     sentences: dict[int, PassageSentences]
+    replaced: int | None = None
 
     def scored_sentences(self, key: int) -> PassageSentences:
         """The sentences of a ranked passage, scored by the question's words."""
@@ -598,6 +602,10 @@ class Library:
         sentences = {key: ranking.scored_sentences(key) for key in (keys if checked else keys[:top_k])}
         # confidence looks at the results after the last one returned, to measure margins
         everything = result_confidences(ranking.ranked, ranking.channels, ranking.coverage, mode)
+        if ranking.replaced is not None:
+            # the answering part stands for the result it replaced, whose coverage holds the subject's name that
+            # its own text leaves out: it keeps that result's confidence where its own is lower
+            everything[0] = max(everything[0], everything[keys.index(ranking.replaced)])
         if checked:
             names = ranking.terms.names
             everything = unstated_lowered(
@@ -714,12 +722,58 @@ class Library:
         weight = COVERAGE_WEIGHT if mode == "hybrid" else 0.0
         ranked = [item for item in rerank(first, scored, evidence, coverage_weight=weight) if item[0] in found]
         sentences = {}
+        replaced = None
         if mode == "hybrid":
             sentences = {
                 key: score_sentences(found[key].text, asked, passage_subject(found[key])) for key, _ in ranked[:FOCUSED]
             }
             ranked = focus(ranked, {key: passage.best for key, passage in sentences.items()})
-        return Ranking(ranked[:depth], scored, vectors, asked, found, coverage, sentences)
+            if ranked and forms[ranked[0][0]].script == asked.script:
+                pool = {key for channel in scored for key in channel.scores}
+                first = ranked[0][0]
+                ranked = self._answering_part(ranked, pool, found, forms, coverage, sentences, asked)
+                replaced = first if ranked[0][0] != first else None
+        return Ranking(ranked[:depth], scored, vectors, asked, found, coverage, sentences, replaced)
+
+    def _answering_part(
+        self,
+        ranked: list[tuple[int, float]],
+        pool: set[int],
+        found: dict[int, Passage],
+        forms: dict[int, PassageForms],
+        coverage: dict[int, float],
+        sentences: dict[int, PassageSentences],
+        asked: QuestionTerms,
+    ) -> list[tuple[int, float]]:
+        """The fourth stage (qa.ranking.fusion.answering_part) over the first result's neighbours in its section
+        that the channels scored (a part they did not find has no scores for confidence). A part it brings in
+        joins ``found``, ``forms``, ``coverage`` and ``sentences``."""
+        first = found[ranked[0][0]]
+        with self.index.reading() as view:
+            near = view.neighbours(
+                first.document_id, first.position - ANSWERING_PART_REACH, first.position + ANSWERING_PART_REACH
+            )
+        parts = sorted(
+            (
+                (key, stored.passage)
+                for key, stored in near.items()
+                if key in pool and stored.passage.heading == first.heading and stored.passage.kind != CREDIT
+            ),
+            key=lambda item: item[1].position,
+        )
+        keys = [key for key, _ in parts]
+        if len(parts) < 2 or ranked[0][0] not in keys:
+            return ranked
+        best = part_scores([passage.text for _, passage in parts], asked, passage_subject(first))
+        reordered = answering_part(ranked, keys, best)
+        key = reordered[0][0]
+        if key not in found:
+            found[key] = dict(parts)[key]
+            forms[key] = passage_forms(found[key].text)
+            coverage[key] = term_evidence(asked, forms)[key]
+        if key not in sentences:
+            sentences[key] = score_sentences(found[key].text, asked, passage_subject(found[key]))
+        return reordered
 
     def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
         """What a question is searched with: a vector per encoder channel, its terms, its pinyin name terms."""

@@ -13,8 +13,17 @@ from qa.ranking.confidence import (
     unstated_lowered,
 )
 from qa.ranking.evidence import question_terms
-from qa.ranking.fusion import CREDIT_FACTOR, PassageEvidence, evidence_score, focus, fuse, rerank
-from qa.ranking.highlights import highlight_passages, score_sentences, sentence_spans
+from qa.ranking.fusion import (
+    ANSWERING_PART_MARGIN,
+    CREDIT_FACTOR,
+    PassageEvidence,
+    answering_part,
+    evidence_score,
+    focus,
+    fuse,
+    rerank,
+)
+from qa.ranking.highlights import highlight_passages, part_scores, score_sentences, sentence_spans
 
 
 def test_a_channel_without_evidence_has_no_say_in_the_fused_ranking():
@@ -77,6 +86,41 @@ def test_focus_puts_the_passage_that_says_it_in_one_sentence_first_and_keeps_the
     assert [key for key, _ in focus([(1, 20.0), (2, 9.5)], {1: names_it.best, 2: answers.best})] == [1, 2]
     # only the focused results move
     assert focus(ranked, {}) == ranked
+
+
+def test_the_part_of_the_first_results_section_that_says_the_asked_thing_takes_its_place():
+    # one paragraph cut in two: the first part introduces the studio, the second says what it is good at
+    question = question_terms("萤火虫工作室的专长是什么？", None)
+    parts = [
+        "萤火虫工作室是一家总部设在英国伦敦的电子游戏开发商。1999年8月，西蒙·布雷德伯里等人成立萤火虫工作室，一起开发了很多游戏。",
+        "我们要提供一个丰富多彩的游戏环境。我们的专长是在游戏中开发战略，而我们今后要继续发展。",
+    ]
+    best = part_scores(parts, question, "萤火虫工作室")
+    assert best[1] >= best[0] + ANSWERING_PART_MARGIN
+    ranked = [(7, 9.0), (3, 6.0), (8, 5.0)]
+    # the second part (key 8) takes the first place and score; the rest keep their order
+    assert answering_part(ranked, [7, 8], best) == [(8, 9.0), (7, 9.0), (3, 6.0)]
+    # a part the ranking did not list joins it at the top
+    assert answering_part(ranked, [7, 42], best) == [(42, 9.0), (7, 9.0), (3, 6.0), (8, 5.0)]
+
+
+@pytest.mark.parametrize(
+    ("best", "moved"),
+    [((0.5, 0.65), False), ((0.5, 0.7), True), ((0.9, 0.9), False)],  # below the margin; at it; a tie
+)
+def test_another_part_comes_first_only_by_the_margin(best, moved):
+    ranked = [(1, 3.0), (2, 2.0)]
+    assert (answering_part(ranked, [1, 2], best)[0][0] == 2) is moved
+    # ties go to the earlier part, but never past the first result by less than the margin
+    assert answering_part([(2, 3.0), (1, 2.0)], [1, 2], (0.9, 0.9)) == [(2, 3.0), (1, 2.0)]
+
+
+def test_parts_are_scored_as_one_passage_and_a_sentence_belongs_to_the_part_it_starts_in():
+    question = question_terms("广三铁路是哪一年启用的？", None)
+    assert list(part_scores(["广三铁路是广东的一条铁路。广三铁路于19", "03年通车。"], question)) == [
+        pytest.approx(score_sentences("广三铁路是广东的一条铁路。广三铁路于1903年通车。", question).scores.max()),
+        0.0,
+    ]
 
 
 def test_moments_from_top_treat_unlisted_passages_as_zero():

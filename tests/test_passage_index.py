@@ -134,6 +134,26 @@ def test_replacing_a_document_swaps_all_its_passages_at_once(open_home):
     assert [p.passage.text for p in passages.values()] == ["new one"]
 
 
+def test_neighbours_are_one_documents_passages_by_position_in_its_current_version(open_home):
+    index = open_home()
+    index.write_document(*new_document("a", ["alpha river", "beta mountain", "gamma lake", "delta sea"], [0, 1, 2, 3]))
+    index.write_document(*new_document("b", ["other river", "other lake"], [4, 5]))
+
+    def texts(first: int, last: int, document_id: str = "a") -> list[str]:
+        with index.reading() as view:
+            near = view.neighbours(document_id, first, last)
+        keys = {p.passage.id: p.key for p in index.document_passages(document_id)}
+        assert all(keys[stored.passage.id] == key for key, stored in near.items())  # the keys the channels score
+        return [stored.passage.text for stored in sorted(near.values(), key=lambda stored: stored.passage.position)]
+
+    assert texts(1, 2) == ["beta mountain", "gamma lake"]
+    assert texts(-2, 0) == ["alpha river"]
+    assert texts(3, 9) == ["delta sea"]
+    assert texts(0, 9, "missing") == []
+    index.write_document(*new_document("a", ["alpha new", "beta new"], [0, 1]))
+    assert texts(0, 9) == ["alpha new", "beta new"]
+
+
 def test_deleting_a_document_removes_it_from_every_channel_and_reports_it(open_home):
     index = open_home()
     index.write_document(*new_document("keep", ["kept text"], [0]))

@@ -152,3 +152,38 @@ def test_confidence_never_rises_down_the_list(bundled_library):
     for question in [q.question for q in GOLD.questions[:20]] + ["Who runs Heshun County?", "明天北京会下雨吗？"]:
         confidences = [hit.confidence for hit in bundled_library.ask(question, top_k=10)]
         assert confidences == sorted(confidences, reverse=True), question
+
+
+# A paragraph of cmrc2018-dev (CC BY-SA 4.0), longer than one passage: it is cut in two parts, and the
+# first, which names the studio again and again, is what the encoders find first.
+STUDIO = (
+    "萤火虫工作室是一家总部设在英国伦敦和康涅狄格州坎顿，并在苏格兰阿伯丁设有质量部门的电子游戏开发商。1999年8月，"
+    "西蒙·布雷德伯里，埃里克·乌列特和大卫·莱斯特成立萤火虫工作室，一起开发了很多游戏，包括非常成功的“凯撒” 和“王国霸主”"
+    "系列。公司成立后，萤火虫工作室发布了一个未来前景规划：“萤火虫工作室要创造一个人们游戏其中的引人瞩目的新世界。我们要提供"
+    "一个丰富多彩的游戏环境，令玩家在我们的图像和编码技术不断提升的游戏世界中感到愉快。我们的专长是在游戏中开发战略，而我们"
+    "今后要继续发展，与我们精彩的视觉效果，引人瞩目的人物和易于上手的特点相结合。如果我们能这样完成工作，玩家将会发现一个自己"
+    "创造的，加进自己个性的世界。”该公司将市场定位于PC(Windows)和苹果电脑上的即时战略游戏领域，特别是公司成功的“要塞”系列。"
+    "目前，他们正在开发PC和Xbox360上的次时代游戏。"
+)
+
+
+def test_the_part_that_says_the_asked_thing_comes_first_with_the_confidence_of_the_part_it_replaces(
+    tmp_path, real_embedder, crosslingual_encoder, monkeypatch
+):
+    import qa.library
+    from qa.library import Library
+
+    library = Library(tmp_path / "index", real_embedder, crosslingual=crosslingual_encoder, progress=False)
+    try:
+        library.add_document(STUDIO, "studio", title="萤火虫工作室")
+        library.add_document((PROJECT_ROOT / "data" / "shanxi-daily-2025-07-page.txt").read_text(encoding="utf-8")[:1500], "page")
+        assert len(library.document_passages("studio")) == 2
+        answer = library.ask("萤火虫工作室的专长是什么？", top_k=3)
+        first = answer.hits[0]
+        assert first.passage.position == 1 and first.highlights[0].text.startswith("我们的专长是在游戏中开发战略")
+        assert answer.answerable and first.confidence >= answer.hits[1].confidence
+        # without the fourth stage the part introducing the studio comes first
+        monkeypatch.setattr(qa.library, "answering_part", lambda ranked, parts, best: list(ranked))
+        assert library.ask("萤火虫工作室的专长是什么？", top_k=3).hits[0].passage.position == 0
+    finally:
+        library.close()

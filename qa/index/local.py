@@ -398,6 +398,10 @@ class LocalView:
         """The passages of these keys, as of this view."""
         return self._index.store.passages_by_keys(keys)
 
+    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
+        """The passages of one document at positions ``first``..``last``, as of this view."""
+        return self._index.store.passages_at(document_id, first, last)
+
     def vectors(self, key: int) -> dict[str, np.ndarray]:
         """Each encoder's vector of one passage (KeyError when it is not indexed)."""
         return {name: index.vector(key) for name, index in self._index.vector_indexes.items()}

@@ -865,6 +865,18 @@ class MilvusView:
             found.update((int(row["key"]), _stored_passage(row)) for row in rows if row["version"] in versions)
         return found
 
+    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
+        """The passages of one document's visible version in this view at positions ``first``..``last``."""
+        row = self._view.visible.get(document_id)
+        if row is None:
+            return {}
+        rows = self._index.client.query(
+            self._index.passages_collection,
+            filter=f"version == {int(row.version)} and position >= {int(first)} and position <= {int(last)}",
+            output_fields=_PASSAGE_FIELDS, consistency_level=CONSISTENCY,
+        )
+        return {int(found["key"]): _stored_passage(found) for found in rows}
+
     def vectors(self, key: int) -> dict[str, np.ndarray]:
         """Each encoder's vector of one passage of this view (KeyError when absent)."""
         rows = self._index.client.query(

@@ -149,6 +149,10 @@ class IndexView(Protocol):
         """Each encoder's stored vector of one passage (KeyError when absent)."""
         ...
 
+    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
+        """The passages of one document at positions ``first``..``last`` (both included; absent ones left out)."""
+        ...
+
 
 class PassageIndex(Protocol):
     """Documents, passages, their vectors and terms, and the channels that search them."""

@@ -234,6 +234,19 @@ def score_sentences(text: str, question: QuestionTerms, subject: str = "") -> Pa
     return PassageSentences(spans, sentences, script, words, named, np.array(offered, dtype=bool))
 
 
+def part_scores(texts: Sequence[str], question: QuestionTerms, subject: str = "") -> np.ndarray:
+    """Each of consecutive parts' best sentence score when the parts are scored as one passage (a word's
+    rarity counted over all their sentences; a sentence that runs across two parts belongs to the first)."""
+    joined = "".join(texts)
+    scored = score_sentences(joined, question, subject)
+    ends = np.cumsum([len(text) for text in texts])
+    best = np.zeros(len(texts))
+    for (start, _), score in zip(scored.spans, scored.scores):
+        part = min(int(np.searchsorted(ends, start, side="right")), len(texts) - 1)
+        best[part] = max(best[part], score)
+    return best
+
+
 def highlight_passages(
     passages: Sequence[PassageSentences],
     question: QuestionTerms,
