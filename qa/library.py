@@ -698,10 +698,11 @@ class Library:
     ) -> Ranking:
         """The ``depth`` best passages for a question, best first, with what ranked them.
 
-        Three stages (qa.ranking.fusion): the channels' scores are fused over every candidate, then
+        Four stages (qa.ranking.fusion): the channels' scores are fused over every candidate, then
         the best ``RERANKED`` are read and scored again with their text's evidence: the share of
         the question's terms they contain in their own language, and a prior against credits; the
-        first ``FOCUSED`` of those are ordered again with their best sentence.
+        first ``FOCUSED`` of those are ordered again with their best sentence; then the part of the
+        first result's section that says the asked thing may take its place (same-script questions).
         The dense and lexical modes keep to their channels (plus the prior against credits; coverage
         only feeds their confidence). Passages that another process deleted after this index last
         caught up are left out. ``query`` is the question already embedded.

@@ -10,7 +10,8 @@ passage stands above the average passage *for this query*. A channel with no evi
 for a query gives every passage about the same score, hence z-scores near zero for all and
 no say in the ranking; that is what naive reciprocal-rank fusion lacks.
 
-Three stages, because what a keyword match is worth depends on the question and the passage:
+Four stages, because what a keyword match is worth depends on the question and the passage, and a
+long paragraph is cut into parts:
 
 1. ``fuse``: the weighted sum of z-scores over every candidate.
 2. ``rerank``: the best ``RERANKED`` of the first stage are scored again with what only their
@@ -31,8 +32,8 @@ Three stages, because what a keyword match is worth depends on the question and 
    question's words, or names the subject everywhere and the asked-for thing nowhere: English
    questions about Chinese text gained 1.5 points of Recall@1 (xquad-en2zh-dev), and no set lost.
 4. ``answering_part``: a long paragraph is cut into parts, and the part that names the subject often
-   comes first while the next one says the asked thing ("派西·卫斯理在家里排第几？" finds the part
-   introducing Percy, not "在卫斯理家排行第三"). The first result's neighbours in its section (at most
+   comes first while the next one says the asked thing ("萤火虫工作室的专长是什么？" finds the part
+   introducing the studio, not "我们的专长是在游戏中开发战略…"). The first result's neighbours in its section (at most
    ``ANSWERING_PART_REACH`` parts away) are read as one passage; the part holding the best sentence
    takes the first place when that sentence beats the first result's best by ``ANSWERING_PART_MARGIN``.
    Only where the question and the first result share a script: across scripts, dictionary
@@ -81,8 +82,8 @@ SENTENCE_WEIGHT = 2.5
 # The fourth stage reads this many parts either side of the first result, and another part must hold a
 # sentence scoring this much more (a fifth of the question's weighted words). 0.2 is the smallest margin, in
 # steps of 0.05, that moves no part on the bundled page (at 0 and 0.15 it moved the page's right passage away:
-# Recall@1 0.975 -> 0.8875, 0.9625); cmrc2018-dev then gains 0.831 -> 0.852 of right first results whose first
-# highlight holds the answer (offline; README, "Answer quality").
+# Recall@1 0.975 -> 0.8875, 0.9625); cmrc2018-dev then gains 0.831 -> 0.854 of right first results whose first
+# highlight holds the answer (README, "How it works").
 ANSWERING_PART_REACH = 2
 ANSWERING_PART_MARGIN = 0.2
 MODE_CHANNELS: dict[str, tuple[str, ...]] = {
