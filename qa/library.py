@@ -732,7 +732,7 @@ class Library:
             if ranked and forms[ranked[0][0]].script == asked.script:
                 pool = {key for channel in scored for key in channel.scores}
                 first = ranked[0][0]
-                ranked = self._answering_part(ranked, pool, found, forms, coverage, sentences, asked)
+                ranked = self._answering_part(ranked, pool, found, forms, coverage, asked)
                 replaced = first if ranked[0][0] != first else None
         return Ranking(ranked[:depth], scored, vectors, asked, found, coverage, sentences, replaced)
 
@@ -743,37 +743,30 @@ class Library:
         found: dict[int, Passage],
         forms: dict[int, PassageForms],
         coverage: dict[int, float],
-        sentences: dict[int, PassageSentences],
         asked: QuestionTerms,
     ) -> list[tuple[int, float]]:
         """The fourth stage (qa.ranking.fusion.answering_part) over the first result's neighbours in its section
         that the channels scored (a part they did not find has no scores for confidence). A part it brings in
-        joins ``found``, ``forms``, ``coverage`` and ``sentences``."""
+        joins ``found`` and ``coverage`` (its sentences are scored when asked for, ``Ranking.scored_sentences``)."""
         first = found[ranked[0][0]]
         with self.index.reading() as view:
             near = view.neighbours(
                 first.document_id, first.position - ANSWERING_PART_REACH, first.position + ANSWERING_PART_REACH
             )
-        parts = sorted(
-            (
-                (key, stored.passage)
-                for key, stored in near.items()
-                if key in pool and stored.passage.heading == first.heading and stored.passage.kind != CREDIT
-            ),
-            key=lambda item: item[1].position,
-        )
-        keys = [key for key, _ in parts]
+        parts = [
+            stored
+            for stored in near
+            if stored.key in pool and stored.passage.heading == first.heading and stored.passage.kind != CREDIT
+        ]
+        keys = [stored.key for stored in parts]
         if len(parts) < 2 or ranked[0][0] not in keys:
             return ranked
-        best = part_scores([passage.text for _, passage in parts], asked, passage_subject(first))
+        best = part_scores([stored.passage.text for stored in parts], asked, passage_subject(first))
         reordered = answering_part(ranked, keys, best)
         key = reordered[0][0]
         if key not in found:
-            found[key] = dict(parts)[key]
-            forms[key] = passage_forms(found[key].text)
-            coverage[key] = term_evidence(asked, forms)[key]
-        if key not in sentences:
-            sentences[key] = score_sentences(found[key].text, asked, passage_subject(found[key]))
+            found[key] = parts[keys.index(key)].passage
+            coverage[key] = term_evidence(asked, {**forms, key: passage_forms(found[key].text)})[key]
         return reordered
 
     def _query(self, question: str, channels: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:

@@ -143,8 +143,9 @@ def test_neighbours_are_one_documents_passages_by_position_in_its_current_versio
         with index.reading() as view:
             near = view.neighbours(document_id, first, last)
         keys = {p.passage.id: p.key for p in index.document_passages(document_id)}
-        assert all(keys[stored.passage.id] == key for key, stored in near.items())  # the keys the channels score
-        return [stored.passage.text for stored in sorted(near.values(), key=lambda stored: stored.passage.position)]
+        assert all(keys[stored.passage.id] == stored.key for stored in near)  # the keys the channels score
+        assert [stored.passage.position for stored in near] == sorted(stored.passage.position for stored in near)
+        return [stored.passage.text for stored in near]
 
     assert texts(1, 2) == ["beta mountain", "gamma lake"]
     assert texts(-2, 0) == ["alpha river"]

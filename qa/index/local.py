@@ -398,7 +398,7 @@ class LocalView:
         """The passages of these keys, as of this view."""
         return self._index.store.passages_by_keys(keys)
 
-    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
+    def neighbours(self, document_id: str, first: int, last: int) -> list[StoredPassage]:
         """The passages of one document at positions ``first``..``last``, as of this view."""
         return self._index.store.passages_at(document_id, first, last)
 

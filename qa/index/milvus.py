@@ -865,17 +865,18 @@ class MilvusView:
             found.update((int(row["key"]), _stored_passage(row)) for row in rows if row["version"] in versions)
         return found
 
-    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
-        """The passages of one document's visible version in this view at positions ``first``..``last``."""
+    def neighbours(self, document_id: str, first: int, last: int) -> list[StoredPassage]:
+        """The passages of one document's visible version in this view at positions ``first``..``last``, in
+        reading order."""
         row = self._view.visible.get(document_id)
         if row is None:
-            return {}
+            return []
         rows = self._index.client.query(
             self._index.passages_collection,
             filter=f"version == {int(row.version)} and position >= {int(first)} and position <= {int(last)}",
             output_fields=_PASSAGE_FIELDS, consistency_level=CONSISTENCY,
         )
-        return {int(found["key"]): _stored_passage(found) for found in rows}
+        return sorted(map(_stored_passage, rows), key=lambda stored: stored.passage.position)
 
     def vectors(self, key: int) -> dict[str, np.ndarray]:
         """Each encoder's vector of one passage of this view (KeyError when absent)."""

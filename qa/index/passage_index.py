@@ -149,8 +149,8 @@ class IndexView(Protocol):
         """Each encoder's stored vector of one passage (KeyError when absent)."""
         ...
 
-    def neighbours(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
-        """The passages of one document at positions ``first``..``last`` (both included; absent ones left out)."""
+    def neighbours(self, document_id: str, first: int, last: int) -> list[StoredPassage]:
+        """The passages of one document at positions ``first``..``last`` (both included) in reading order."""
         ...
 
 

@@ -314,12 +314,13 @@ class Store:
         row = self._connection().execute(f"{_PASSAGE_SELECT} WHERE p.id = ?", (passage_id,)).fetchone()
         return _stored_passage(row) if row else None
 
-    def passages_at(self, document_id: str, first: int, last: int) -> dict[int, StoredPassage]:
-        """A document's passages at positions ``first``..``last`` (the index on document and position finds them)."""
+    def passages_at(self, document_id: str, first: int, last: int) -> list[StoredPassage]:
+        """A document's passages at positions ``first``..``last`` in reading order (found by the index on both)."""
         rows = self._connection().execute(
-            f"{_PASSAGE_SELECT} WHERE p.document_id = ? AND p.position BETWEEN ? AND ?", (document_id, first, last)
+            f"{_PASSAGE_SELECT} WHERE p.document_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position",
+            (document_id, first, last),
         ).fetchall()
-        return {stored.key: stored for stored in map(_stored_passage, rows)}
+        return [_stored_passage(row) for row in rows]
 
     def passages_of_document(self, document_id: str) -> list[StoredPassage]:
         """A document's passages in reading order."""
